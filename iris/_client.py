@@ -1,0 +1,702 @@
+"""The core client: a driver's (or a worker's) connection to the cluster, and the owner of
+every object it creates.
+
+::
+
+    user threads                         I/O thread (one Loop owns every socket)
+    ────────────                         ──────────────────────────────────────
+    f.remote() ─▶ submit queue ─wake─▶  resolve ref args ─▶ pick least-loaded worker
+                                          ─▶ DEFINE (once per worker) + TASKS batch ─▶ worker
+    get() ◀── condition ◀── object table ◀── RESULTS batch ◀────────────────────────── worker
+                                          ◀── EVENT worker added/removed ◀─────────── head
+    borrower's OBJ_GET ─▶ owner ROUTER ─▶ OBJ_VALUE reply
+
+Scheduling: each worker gets at most ``cap`` tasks in flight, where ``cap`` covers about
+two milliseconds of work at the recent average run time (so no-op tasks pipeline deeply
+and long tasks are not queued behind each other). Everything drained from the submit
+queue in one loop turn goes out as one batch per worker: batching without a timer.
+
+Ownership: the client counts the live ObjectRefs of each object in this process and frees
+the value (and its shared-memory segment) when the count reaches zero. A task pins its
+argument refs, and refs pickled inside its arguments, until it finishes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import zmq
+
+from iris._protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    Message,
+    MsgType,
+    ResultRecord,
+    TaskRecord,
+    Value,
+    ValueKind,
+    decode_control,
+    decode_frames,
+    decode_results,
+    encode_control,
+    encode_define,
+    encode_results,
+    encode_tasks,
+)
+from iris._refs import ObjectRef, ResolvedArg, collect_refs, set_resolver
+from iris._serialization import describe_unpicklable, dumps, nbytes
+from iris._store import host_id, unlink_segment
+from iris._transport import Credentials, Loop, bind_server, connect_client, recv_frames
+from iris._values import (
+    DEFAULT_INLINE_THRESHOLD,
+    from_value,
+    inline_copy,
+    is_shm,
+    pack,
+    shm_location,
+)
+from iris.exceptions import (
+    GetTimeoutError,
+    IrisError,
+    ObjectLostError,
+    ProtocolError,
+    WorkerCrashedError,
+)
+
+__all__ = ["Client", "FunctionInfo"]
+
+log = logging.getLogger("iris.client")
+
+_PENDING, _READY, _FAILED = 0, 1, 2
+_TARGET_INFLIGHT_S = 0.002
+_MAX_CAP = 1024
+
+
+@dataclass(slots=True)
+class FunctionInfo:
+    """A remote function as the client ships it: id, pickled code, name (internal)."""
+
+    func_id: int
+    blob: bytes
+    name: str
+
+
+class _Object:
+    __slots__ = ("state", "value", "error", "callbacks", "where", "owned_segment")
+
+    def __init__(self, where: str = "") -> None:
+        self.state = _PENDING
+        self.value: Value | None = None
+        self.error: BaseException | None = None
+        self.callbacks: list[Callable[[_Object], None]] | None = None
+        self.where = where
+        self.owned_segment: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Task:
+    oids: list[int]
+    func: FunctionInfo
+    header: bytes
+    buffers: list[Any]
+    deps: list[ObjectRef] | None
+    pinned: list[ObjectRef]
+    num_returns: int
+    retries_left: int
+    args_value: Value | None = None
+    args_segment: str | None = None
+    waiting: int = 0
+    worker: str = ""
+
+    @property
+    def task_id(self) -> int:
+        return self.oids[0]
+
+
+@dataclass(slots=True, eq=False)
+class _Worker:
+    worker_id: str
+    address: str
+    host: str
+    sock: zmq.Socket[Any]
+    inflight: dict[int, _Task] = field(default_factory=dict)
+    defined: set[int] = field(default_factory=set)
+
+
+class Client:
+    """One process's connection to a cluster (internal type; the API wraps it)."""
+
+    def __init__(self, head_endpoint: str, creds: Credentials, *,
+                 inline_threshold: int = DEFAULT_INLINE_THRESHOLD,
+                 max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 exclude_worker: str | None = None, bind_host: str = "127.0.0.1",
+                 connect_timeout_s: float = 30.0) -> None:
+        self.creds = creds
+        self.head_endpoint = head_endpoint
+        self.threshold = inline_threshold
+        self.max_frame = max_frame_bytes
+        self.exclude_worker = exclude_worker
+        self.host = host_id()
+        self.loop = Loop()
+        self.head = connect_client(zmq.DEALER, creds, head_endpoint)
+        self.owner_sock, self.address = bind_server(zmq.ROUTER, creds, f"tcp://{bind_host}:0",
+                                                    max_frame_bytes)
+        self.cluster_id = ""
+        self.objects: dict[int, _Object] = {}
+        self.borrowed: dict[tuple[str, int], _Object] = {}
+        self.refcounts: dict[tuple[str, int], int] = {}
+        self.ref_lock = threading.RLock()
+        self.oids = itertools.count(1)
+        self.workers: dict[str, _Worker] = {}
+        self.workers_by_sock: dict[Any, _Worker] = {}
+        self.owner_socks: dict[str, zmq.Socket[Any]] = {}
+        self.submit_q: deque[_Task] = deque()
+        self.ready: deque[_Task] = deque()
+        self.dep_waiters: dict[tuple[str, int], list[_Task]] = {}
+        self.submit_scheduled = False
+        self.cv = threading.Condition()
+        self.waiters = 0
+        self.avg_exec_s = 0.0
+        self.closed = False
+        self.segment_seq = itertools.count(1)
+        self._welcome = threading.Event()
+        self.thread = threading.Thread(target=self._io_main, name="iris-io", daemon=True)
+        self.thread.start()
+        self.loop.call_soon_threadsafe(self._say_hello)
+        if not self._welcome.wait(connect_timeout_s):
+            self.close()
+            raise IrisError(f"no answer from the head at {head_endpoint} within "
+                            f"{connect_timeout_s:.0f} s: is the address right, and does the "
+                            f"token match the cluster's?")
+        set_resolver(self)
+
+    # ================================================================== I/O thread
+    def _io_main(self) -> None:
+        self.loop.add_reader(self.head, self._on_head)
+        self.loop.add_reader(self.owner_sock, self._on_owner_sock)
+        try:
+            self.loop.run()
+        finally:
+            for sock in [self.head, self.owner_sock, *self.owner_socks.values(),
+                         *(w.sock for w in self.workers.values())]:
+                sock.close(0)
+            self.loop.close()
+
+    def _say_hello(self) -> None:
+        self.head.send_multipart(encode_control(MsgType.HELLO, {
+            "role": "client", "host": self.host, "address": self.address}))
+
+    def _messages(self, sock: zmq.Socket[Any]) -> list[list[Message]]:
+        out = []
+        while True:
+            frames = recv_frames(sock)
+            if frames is None:
+                return out
+            try:
+                out.append(decode_frames(frames, self.max_frame))
+            except ProtocolError as exc:
+                log.warning("dropped a malformed message: %s", exc)
+
+    def _on_head(self) -> None:
+        for msgs in self._messages(self.head):
+            for m in msgs:
+                try:
+                    body = decode_control(m)
+                except ProtocolError as exc:
+                    log.warning("dropped a malformed message from the head: %s", exc)
+                    continue
+                if m.type == MsgType.WELCOME:
+                    self.cluster_id = str(body.get("cluster_id", ""))
+                    for info in body.get("workers", []):
+                        self._add_worker(info)
+                    self._welcome.set()
+                elif m.type == MsgType.EVENT:
+                    if body.get("kind") == "worker_added":
+                        self._add_worker(body["worker"])
+                    elif body.get("kind") == "worker_removed":
+                        self._remove_worker(str(body.get("worker_id")),
+                                            str(body.get("reason", "exited")))
+        self._dispatch()
+
+    def _add_worker(self, info: dict[str, Any]) -> None:
+        wid = str(info["worker_id"])
+        if wid in self.workers or wid == self.exclude_worker:
+            return
+        sock = connect_client(zmq.DEALER, self.creds, str(info["address"]))
+        sock.send_multipart(encode_control(MsgType.REQUEST, {"op": "owner", "host": self.host}))
+        w = _Worker(wid, str(info["address"]), str(info.get("host", "")), sock)
+        self.workers[wid] = w
+        self.workers_by_sock[sock] = w
+        self.loop.add_reader(sock, lambda: self._on_worker(w))
+
+    def _remove_worker(self, wid: str, reason: str) -> None:
+        w = self.workers.pop(wid, None)
+        if w is None:
+            return
+        self.workers_by_sock.pop(w.sock, None)
+        self.loop.remove_reader(w.sock)
+        w.sock.close(0)
+        retry = []
+        for task in w.inflight.values():
+            if task.retries_left > 0:
+                task.retries_left -= 1
+                retry.append(task)
+            else:
+                self._fail_task(task, WorkerCrashedError(
+                    f"worker {wid} died ({reason}) while running task {task.func.name}; "
+                    f"no retries left"))
+        self.ready.extendleft(reversed(retry))
+        w.inflight.clear()
+
+    # ------------------------------------------------------------------ submission
+    def _schedule_submit(self) -> None:
+        if not self.submit_scheduled:
+            self.submit_scheduled = True
+            self.loop.call_soon_threadsafe(self._on_submits)
+
+    def _on_submits(self) -> None:
+        self.submit_scheduled = False
+        q = self.submit_q
+        while q:
+            task = q.popleft()
+            if task.deps:
+                self._resolve_deps(task)
+            else:
+                self.ready.append(task)
+        self._dispatch()
+
+    def _resolve_deps(self, task: _Task) -> None:
+        waiting = 0
+        for ref in task.deps or ():
+            obj = self._object(ref, fetch=True)
+            if obj is None:
+                self._fail_task(task, ObjectLostError(
+                    f"argument {ref!r} of task {task.func.name} was freed before it ran"))
+                return
+            if obj.state == _FAILED:
+                self._fail_task(task, obj.error, obj.value, obj.where)
+                return
+            if obj.state == _PENDING:
+                waiting += 1
+                key = (ref.owner, ref.oid)
+                waiters = self.dep_waiters.get(key)
+                if waiters is None:
+                    self.dep_waiters[key] = waiters = []
+                    obj.callbacks = (obj.callbacks or []) + [
+                        lambda o, k=key: self._on_dep_done(k, o)]
+                waiters.append(task)
+        task.waiting = waiting
+        if not waiting:
+            self.ready.append(task)
+
+    def _cap(self) -> int:
+        avg = self.avg_exec_s
+        if avg <= 0:
+            return 8
+        return max(1, min(_MAX_CAP, int(_TARGET_INFLIGHT_S / avg)))
+
+    def _dispatch(self) -> None:
+        if not self.ready or not self.workers:
+            return
+        cap = self._cap()
+        batches: dict[str, list[TaskRecord]] = {}
+        defines: dict[str, list[Any]] = {}
+        workers = list(self.workers.values())
+        ready = self.ready
+        while ready:
+            w = min(workers, key=lambda x: len(x.inflight))
+            if len(w.inflight) >= cap:
+                break
+            task = ready.popleft()
+            try:
+                rec = self._task_record(task, w)
+            except Exception as exc:  # e.g. a shared-memory write failed
+                self._fail_task(task, exc)
+                continue
+            if task.func.func_id not in w.defined:
+                w.defined.add(task.func.func_id)
+                defines.setdefault(w.worker_id, []).extend(
+                    encode_define(task.func.func_id, task.func.blob))
+            task.worker = w.worker_id
+            w.inflight[task.task_id] = task
+            batches.setdefault(w.worker_id, []).append(rec)
+        for wid, recs in batches.items():
+            frames = defines.get(wid, []) + encode_tasks(recs)
+            self.workers[wid].sock.send_multipart(frames, copy=len(frames) <= 2)
+
+    def _task_record(self, task: _Task, w: _Worker) -> TaskRecord:
+        if task.args_value is None or (is_shm(task.args_value) and w.host != self.host):
+            name = None
+            if w.host == self.host and task.buffers and task.args_segment is None:
+                name = task.args_segment = self._segment_name()
+            task.args_value = pack(task.header, task.buffers, self.threshold, name)
+            if not is_shm(task.args_value):
+                task.args_segment = None
+        args = task.args_value
+        if is_shm(args) and w.host != self.host:
+            args = inline_copy(args)
+        resolved = []
+        for ref in task.deps or ():
+            obj = self._object(ref)
+            assert obj is not None and obj.value is not None
+            v = obj.value
+            if is_shm(v) and shm_location(v).get("host") != w.host:
+                v = inline_copy(v)
+            resolved.append(v)
+        return TaskRecord(task.task_id, task.func.func_id, task.num_returns, args, resolved)
+
+    def _segment_name(self) -> str:
+        return f"iris-{self.cluster_id}-c{id(self) & 0xFFFFFF:x}-{next(self.segment_seq)}"
+
+    # ------------------------------------------------------------------ results
+    def _on_worker(self, w: _Worker) -> None:
+        done = 0
+        for msgs in self._messages(w.sock):
+            for m in msgs:
+                if m.type != MsgType.RESULTS:
+                    log.warning("worker %s sent unexpected type 0x%02x", w.worker_id, m.type)
+                    continue
+                try:
+                    records = decode_results(m)
+                except ProtocolError as exc:
+                    log.warning("dropped a malformed result batch: %s", exc)
+                    continue
+                for rec in records:
+                    task = w.inflight.pop(rec.task_id, None)
+                    if task is not None:
+                        self._complete(task, rec)
+                        done += 1
+        if done or self.ready:
+            self._dispatch()
+
+    def _complete(self, task: _Task, rec: ResultRecord) -> None:
+        self.avg_exec_s = self.avg_exec_s * 0.9 + rec.exec_ns * 1e-10 if self.avg_exec_s \
+            else rec.exec_ns * 1e-9
+        values = rec.values
+        if len(values) == 1 and values[0].kind == ValueKind.ERROR:
+            values = values * task.num_returns
+        for oid, v in zip(task.oids, values):
+            obj = self.objects.get(oid)
+            if obj is None:  # every ref to it is gone already
+                if is_shm(v):
+                    unlink_segment(shm_location(v)["name"])
+                continue
+            if is_shm(v):
+                obj.owned_segment = shm_location(v)["name"]
+            self._settle(obj, v, None)
+        self._finish_task(task)
+
+    def _finish_task(self, task: _Task) -> None:
+        if task.args_segment is not None:
+            unlink_segment(task.args_segment)
+            task.args_segment = None
+        task.deps = None
+        task.pinned = []
+
+    def _fail_task(self, task: _Task, error: BaseException | None, value: Value | None = None,
+                   where: str = "") -> None:
+        for oid in task.oids:
+            obj = self.objects.get(oid)
+            if obj is not None:
+                if where:
+                    obj.where = where
+                self._settle(obj, value, error)
+        self._finish_task(task)
+
+    def _settle(self, obj: _Object, value: Value | None, error: BaseException | None) -> None:
+        """Make an object ready or failed; wake getters, run callbacks, release dependents."""
+        obj.value = value
+        obj.error = error
+        failed = error is not None or (value is not None and value.kind == ValueKind.ERROR)
+        obj.state = _FAILED if failed else _READY
+        if obj.callbacks:
+            for cb in obj.callbacks:
+                try:
+                    cb(obj)
+                except Exception:
+                    log.exception("object callback failed")
+            obj.callbacks = None
+        if self.waiters:
+            with self.cv:
+                self.cv.notify_all()
+
+    # ------------------------------------------------------------------ objects
+    def _object(self, ref: ObjectRef, fetch: bool = False) -> _Object | None:
+        """The table entry of ``ref``; a borrowed ref is fetched from its owner if asked."""
+        if ref.owner == self.address:
+            return self.objects.get(ref.oid)
+        key = (ref.owner, ref.oid)
+        with self.ref_lock:
+            obj = self.borrowed.get(key)
+            if obj is None and fetch:
+                obj = self.borrowed[key] = _Object()
+                self.loop.call_soon_threadsafe(lambda: self._fetch(ref))
+        return obj
+
+    def _on_dep_done(self, key: tuple[str, int], obj: _Object) -> None:
+        for task in self.dep_waiters.pop(key, ()):
+            if task.waiting <= 0:
+                continue  # failed already through another argument
+            if obj.state == _FAILED:
+                task.waiting = -1
+                self._fail_task(task, obj.error, obj.value, obj.where)
+            else:
+                task.waiting -= 1
+                if task.waiting == 0:
+                    self.ready.append(task)
+
+    def _fetch(self, ref: ObjectRef) -> None:
+        sock = self.owner_socks.get(ref.owner)
+        if sock is None:
+            sock = connect_client(zmq.DEALER, self.creds, ref.owner)
+            self.owner_socks[ref.owner] = sock
+            owner = ref.owner
+            self.loop.add_reader(sock, lambda: self._on_owner_reply(owner, sock))
+        sock.send_multipart(encode_control(MsgType.OBJ_GET, {"oid": ref.oid, "host": self.host}))
+
+    def _on_owner_reply(self, owner: str, sock: zmq.Socket[Any]) -> None:
+        for msgs in self._messages(sock):
+            for m in msgs:
+                try:
+                    records = decode_results(m)
+                except ProtocolError as exc:
+                    log.warning("dropped a malformed object reply: %s", exc)
+                    continue
+                for rec in records:
+                    obj = self.borrowed.get((owner, rec.task_id))
+                    if obj is not None and obj.state == _PENDING and rec.values:
+                        self._settle(obj, rec.values[0], None)
+        self._dispatch()
+
+    def _on_owner_sock(self) -> None:
+        """A borrower asks for one of our objects: answer now, or when it is ready."""
+        while True:
+            frames = recv_frames(self.owner_sock)
+            if frames is None:
+                return
+            peer = frames[0]
+            try:
+                for m in decode_frames(frames[1:], self.max_frame):
+                    body = decode_control(m)
+                    if m.type != MsgType.OBJ_GET or not isinstance(body.get("oid"), int):
+                        raise ProtocolError("owner socket takes OBJ_GET {oid} only")
+                    self._serve_object(peer, body["oid"], str(body.get("host", "")))
+            except ProtocolError as exc:
+                log.warning("dropped a malformed object request: %s", exc)
+
+    def _serve_object(self, peer: bytes, oid: int, host: str) -> None:
+        obj = self.objects.get(oid)
+
+        def reply(o: _Object | None) -> None:
+            if o is None or (o.value is None and o.error is None):
+                from iris._values import error_value
+
+                v = error_value(ObjectLostError(f"object {oid:016x} was freed by its owner "
+                                                f"{self.address}"))
+            elif o.value is None:
+                from iris._values import error_value
+
+                v = error_value(o.error)  # type: ignore[arg-type]
+            else:
+                v = o.value
+                if is_shm(v) and shm_location(v).get("host") != host:
+                    v = inline_copy(v)
+            frames = encode_results([ResultRecord(oid, [v])], MsgType.OBJ_VALUE)
+            try:
+                self.owner_sock.send_multipart([peer, *frames], copy=len(frames) == 1)
+            except zmq.ZMQError:
+                pass
+
+        if obj is None or obj.state != _PENDING:
+            reply(obj)
+        else:
+            obj.callbacks = (obj.callbacks or []) + [reply]
+
+    # ================================================================== user threads
+    def submit(self, func: FunctionInfo, args: Sequence[Any], kwargs: dict[str, Any],
+               num_returns: int = 1, max_retries: int = 3) -> list[ObjectRef]:
+        """Queue a task; returns one ObjectRef per return value. Any thread."""
+        if self.closed:
+            raise IrisError("this iris client is shut down")
+        deps: list[ObjectRef] | None = None
+        if any(type(a) is ObjectRef for a in args) or any(
+                type(v) is ObjectRef for v in kwargs.values()):
+            deps = []
+            args = [_placeholder(a, deps) for a in args]
+            kwargs = {k: _placeholder(v, deps) for k, v in kwargs.items()}
+        with collect_refs() as pinned:
+            try:
+                header, buffers = dumps((tuple(args), kwargs))
+            except TypeError:
+                raise TypeError(f"{func.name}.remote(): "
+                                f"{describe_unpicklable(args, kwargs)}") from None
+        oids = [next(self.oids) for _ in range(num_returns)]
+        for oid in oids:
+            self.objects[oid] = _Object(f"task {func.name}")
+        refs = [ObjectRef(oid, self.address) for oid in oids]
+        self.submit_q.append(_Task(oids, func, header, buffers, deps, pinned, num_returns,
+                                   max_retries))
+        self._schedule_submit()
+        return refs
+
+    def put(self, value: Any) -> ObjectRef:
+        """Store ``value`` in the cluster; returns its ref. Any thread."""
+        if isinstance(value, ObjectRef):
+            raise TypeError("iris.put() of an ObjectRef is not allowed: pass the ref itself")
+        try:
+            header, buffers = dumps(value)
+        except TypeError as exc:
+            raise TypeError(f"iris.put(): {exc}") from None
+        name = self._segment_name() if buffers and self.cluster_id else None
+        v = pack(header, buffers, self.threshold, name)
+        oid = next(self.oids)
+        obj = _Object("put")
+        obj.value, obj.state = v, _READY
+        if is_shm(v):
+            obj.owned_segment = name
+        self.objects[oid] = obj
+        return ObjectRef(oid, self.address)
+
+    def _lookup_for_get(self, ref: ObjectRef) -> _Object:
+        obj = self._object(ref, fetch=True)
+        if obj is None:
+            raise ObjectLostError(f"{ref!r} was freed")
+        return obj
+
+    def get(self, refs: Sequence[ObjectRef], timeout: float | None = None) -> list[Any]:
+        """The values of ``refs``, in order; blocks until all are ready. Any thread."""
+        objs = [self._lookup_for_get(r) for r in refs]
+        self._wait_objects(objs, len(objs), timeout)
+        return [self._decode(o) for o in objs]
+
+    def _wait_objects(self, objs: list[_Object], count: int, timeout: float | None) -> None:
+        def done() -> int:
+            return sum(1 for o in objs if o.state != _PENDING)
+
+        if done() >= count:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cv:
+            self.waiters += 1
+            try:
+                i = 0
+                while True:
+                    while i < len(objs) and objs[i].state != _PENDING:
+                        i += 1
+                    if i == len(objs) or (count < len(objs) and done() >= count):
+                        return
+                    if self.closed:
+                        raise IrisError("iris was shut down while waiting for results")
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise GetTimeoutError(
+                            f"get timed out after {timeout} s: {len(objs) - done()} of "
+                            f"{len(objs)} objects not ready")
+                    self.cv.wait(left)
+            finally:
+                self.waiters -= 1
+
+    def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
+             ) -> tuple[list[ObjectRef], list[ObjectRef]]:
+        """Split ``refs`` into ready and not-ready, in submission order. Any thread."""
+        objs = [self._lookup_for_get(r) for r in refs]
+        try:
+            self._wait_objects(objs, num_returns, timeout)
+        except GetTimeoutError:
+            pass
+        ready, not_ready = [], []
+        for r, o in zip(refs, objs):
+            (ready if o.state != _PENDING and len(ready) < num_returns else not_ready).append(r)
+        return ready, not_ready
+
+    def _decode(self, obj: _Object) -> Any:
+        if obj.error is not None:
+            raise obj.error
+        assert obj.value is not None
+        return from_value(obj.value, obj.where)
+
+    def future(self, ref: ObjectRef) -> concurrent.futures.Future[Any]:
+        """A Future completed (on the I/O thread) when ``ref`` is ready."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def complete(obj: _Object, _ref: ObjectRef = ref) -> None:
+            try:
+                fut.set_result(self._decode(obj))
+            except BaseException as exc:  # noqa: BLE001
+                fut.set_exception(exc)
+
+        def register() -> None:
+            obj = self._object(ref, fetch=True)
+            if obj is None:
+                fut.set_exception(ObjectLostError(f"{ref!r} was freed"))
+            elif obj.state != _PENDING:
+                complete(obj)
+            else:
+                obj.callbacks = (obj.callbacks or []) + [complete]
+
+        self.loop.call_soon_threadsafe(register)
+        return fut
+
+    # ------------------------------------------------------------------ refcounts
+    def incref(self, ref: ObjectRef) -> None:
+        key = (ref.owner, ref.oid)
+        with self.ref_lock:
+            self.refcounts[key] = self.refcounts.get(key, 0) + 1
+
+    def decref(self, owner: str, oid: int) -> None:
+        key = (owner, oid)
+        with self.ref_lock:
+            n = self.refcounts.get(key, 0) - 1
+            if n > 0:
+                self.refcounts[key] = n
+                return
+            self.refcounts.pop(key, None)
+        if owner == self.address:
+            obj = self.objects.pop(oid, None)
+            if obj is not None and obj.owned_segment is not None:
+                unlink_segment(obj.owned_segment)
+        else:
+            self.borrowed.pop(key, None)
+
+    def object_count(self) -> int:
+        """How many objects this client holds (for tests and statistics)."""
+        return len(self.objects) + len(self.borrowed)
+
+    # ------------------------------------------------------------------ shutdown
+    def close(self) -> None:
+        """Leave the cluster: stop the I/O thread, close sockets, free owned segments."""
+        if self.closed:
+            return
+        self.closed = True
+        set_resolver(None)
+        try:
+            self.loop.call_soon_threadsafe(lambda: self.head.send_multipart(
+                encode_control(MsgType.REQUEST, {"op": "bye"})))
+        finally:
+            self.loop.stop()
+        self.thread.join(5)
+        for obj in list(self.objects.values()):
+            if obj.owned_segment is not None:
+                unlink_segment(obj.owned_segment)
+        self.objects.clear()
+        self.borrowed.clear()
+        with self.cv:
+            self.cv.notify_all()
+
+
+def _placeholder(a: Any, deps: list[ObjectRef]) -> Any:
+    if type(a) is ObjectRef:
+        deps.append(a)
+        return ResolvedArg(len(deps) - 1)
+    return a
+
+
+# Unused-import guard for linters: encode_results is used by _serve_object.
+_ = (encode_results, nbytes)

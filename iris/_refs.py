@@ -1,0 +1,130 @@
+"""ObjectRef: a handle on a value that a task will produce or ``put`` stored.
+
+A ref names its object by ``(owner, oid)``: the address of the process that owns the value
+(the one that submitted the task or called ``put``) and a number unique within that owner.
+The owner counts the live refs of each object in its own process and frees the value when
+the count drops to zero. A ref that travels inside another value is *borrowed*: reading it
+asks the owner for the value.
+
+This module sits below the client: the client installs itself with :func:`set_resolver`
+so that ``ref.future()``, ``await ref`` and reference counting reach it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Generator, Protocol
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+__all__ = ["ObjectRef", "ResolvedArg", "collect_refs", "set_resolver"]
+
+
+class _Resolver(Protocol):
+    def incref(self, ref: ObjectRef) -> None: ...
+    def decref(self, owner: str, oid: int) -> None: ...
+    def future(self, ref: ObjectRef) -> concurrent.futures.Future[Any]: ...
+
+
+_resolver: _Resolver | None = None
+_collect = threading.local()
+
+
+def set_resolver(resolver: _Resolver | None) -> None:
+    """Install the process's client as the place refs report to (internal)."""
+    global _resolver
+    _resolver = resolver
+
+
+class ObjectRef:
+    """A reference to a value in the cluster, returned by ``f.remote()`` and ``iris.put()``.
+
+    Pass it to ``iris.get`` (or ``await`` it, or use :meth:`future`) to obtain the value;
+    pass it as an argument to another task to hand the value on without fetching it.
+
+    Example:
+        >>> ref = square.remote(4)      # doctest: +SKIP
+        >>> iris.get(ref)               # doctest: +SKIP
+        16
+    """
+
+    __slots__ = ("oid", "owner", "_counted", "__weakref__")
+
+    def __init__(self, oid: int, owner: str, *, counted: bool = True) -> None:
+        self.oid = oid
+        self.owner = owner
+        self._counted = counted and _resolver is not None
+        if self._counted:
+            _resolver.incref(self)  # type: ignore[union-attr]
+
+    def __del__(self) -> None:
+        if self._counted:
+            r = _resolver
+            if r is not None:
+                try:
+                    r.decref(self.owner, self.oid)
+                except Exception:  # interpreter shutdown: nothing left to free
+                    pass
+
+    def hex(self) -> str:
+        """The object's id as hex text."""
+        return f"{self.oid:016x}"
+
+    def __repr__(self) -> str:
+        return f"ObjectRef({self.oid:016x} @ {self.owner})"
+
+    def __hash__(self) -> int:
+        return hash((self.oid, self.owner))
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, ObjectRef) and other.oid == self.oid
+                and other.owner == self.owner)
+
+    def __reduce__(self) -> tuple[Callable[..., ObjectRef], tuple[int, str]]:
+        bucket = getattr(_collect, "refs", None)
+        if bucket is not None:
+            bucket.append(self)
+        return (ObjectRef, (self.oid, self.owner))
+
+    def future(self) -> concurrent.futures.Future[Any]:
+        """A ``concurrent.futures.Future`` that completes with the value (or its error)."""
+        if _resolver is None:
+            from iris.exceptions import NotInitializedError
+
+            raise NotInitializedError("ObjectRef.future() needs a running cluster; call "
+                                      "iris.init() first")
+        return _resolver.future(self)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        import asyncio
+
+        return asyncio.wrap_future(self.future()).__await__()
+
+
+class ResolvedArg:
+    """Placeholder for a top-level ref argument whose value travels beside the args
+    (internal type, not part of the public API)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self) -> tuple[type[ResolvedArg], tuple[int]]:
+        return (ResolvedArg, (self.index,))
+
+
+class collect_refs:
+    """Context manager: record every ObjectRef pickled in this thread meanwhile (internal).
+
+    The owner keeps those objects alive while the value that carries them is in flight.
+    """
+
+    def __enter__(self) -> list[ObjectRef]:
+        self._prev = getattr(_collect, "refs", None)
+        _collect.refs = []
+        return _collect.refs  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        _collect.refs = self._prev

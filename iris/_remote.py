@@ -1,0 +1,139 @@
+"""``@iris.remote``: turning a function into a remote function with ``.remote()``."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from typing import Any, Callable, TypeVar, overload
+
+from iris._refs import ObjectRef
+
+__all__ = ["RemoteFunction", "remote"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OPTIONS = ("num_returns", "max_retries", "num_cpus")
+
+
+def _check_options(opts: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(opts) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))} "
+                        f"(valid options: {', '.join(_OPTIONS)})")
+    n = opts.get("num_returns", 1)
+    if type(n) is not int or n < 1:
+        raise ValueError(f"num_returns must be an int >= 1, got {n!r}")
+    r = opts.get("max_retries", 3)
+    if type(r) is not int or r < 0:
+        raise ValueError(f"max_retries must be an int >= 0, got {r!r}")
+    c = opts.get("num_cpus", 1)
+    if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
+        raise ValueError(f"num_cpus must be a number >= 0, got {c!r}")
+    return opts
+
+
+class RemoteFunction:
+    """A function that runs as a task on the cluster. Made by :func:`remote`.
+
+    Call ``f.remote(*args, **kwargs)`` to submit a task; it returns an ObjectRef (a list of
+    them with ``num_returns > 1``) at once. ``f.options(...)`` returns a copy with other
+    options for one call site.
+    """
+
+    def __init__(self, fn: Callable[..., Any], **options: Any) -> None:
+        if not callable(fn):
+            raise TypeError(f"@iris.remote needs a function, got {type(fn).__name__}")
+        self._fn = fn
+        self._options = _check_options(dict(options))
+        self._info: Any = None
+        self._lock = threading.Lock()
+        self.__name__ = getattr(fn, "__name__", "remote_function")
+        self.__qualname__ = getattr(fn, "__qualname__", self.__name__)
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"remote function {self.__name__}() cannot be called directly; use "
+                        f"{self.__name__}.remote(...) to run it as a task")
+
+    def __repr__(self) -> str:
+        return f"<iris.RemoteFunction {self.__qualname__}>"
+
+    def options(self, **options: Any) -> RemoteFunction:
+        """A copy of this remote function with some options changed.
+
+        Example:
+            >>> pair = divmod_task.options(num_returns=2).remote(7, 2)  # doctest: +SKIP
+        """
+        clone = RemoteFunction.__new__(RemoteFunction)
+        clone.__dict__.update(self.__dict__)
+        clone._options = _check_options({**self._options, **options})
+        clone._lock = threading.Lock()
+        return clone
+
+    def _function_info(self) -> Any:
+        if self._info is None:
+            from iris._client import FunctionInfo
+            from iris._serialization import dumps_function
+
+            with self._lock:
+                if self._info is None:
+                    blob = dumps_function(self._fn)
+                    func_id = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(),
+                                             "big")
+                    self._info = FunctionInfo(func_id, blob, self.__qualname__)
+        return self._info
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Submit one task; returns its ObjectRef (or a list, with ``num_returns > 1``)."""
+        from iris._api import _client_for_call
+
+        client = _client_for_call(f"{self.__name__}.remote()")
+        n = self._options.get("num_returns", 1)
+        refs: list[ObjectRef] = client.submit(self._function_info(), args, kwargs, n,
+                                              self._options.get("max_retries", 3))
+        return refs[0] if n == 1 else refs
+
+
+@overload
+def remote(fn: F) -> RemoteFunction: ...
+@overload
+def remote(*, num_returns: int = 1, max_retries: int = 3,
+           num_cpus: float = 1) -> Callable[[F], RemoteFunction]: ...
+
+
+def remote(fn: Any = None, **options: Any) -> Any:
+    """Make a function a remote function: ``@iris.remote`` or ``@iris.remote(num_returns=2)``.
+
+    Args:
+        fn: the function (when used bare).
+        num_returns: how many ObjectRefs ``.remote()`` returns (the function returns a
+            sequence of that length). Default 1.
+        max_retries: how many times a task is re-run when its worker process dies. Default 3.
+        num_cpus: CPUs the task needs (each worker process is one CPU). Default 1.
+
+    Example:
+        >>> @iris.remote
+        ... def square(x):
+        ...     return x * x
+        >>> iris.get(square.remote(3))   # doctest: +SKIP
+        9
+    """
+    if fn is not None and not options:
+        if isinstance(fn, type):
+            raise NotImplementedError(
+                f"@iris.remote on a class ({fn.__name__}) makes an actor, which this version "
+                f"does not support yet; use iris.Runtime for actors in one process")
+        return RemoteFunction(fn)
+    if fn is not None:
+        raise TypeError("use @iris.remote or @iris.remote(option=...), not both")
+    _check_options(dict(options))
+
+    def decorate(f: Any) -> RemoteFunction:
+        if isinstance(f, type):
+            raise NotImplementedError(
+                f"@iris.remote on a class ({f.__name__}) makes an actor, which this version "
+                f"does not support yet; use iris.Runtime for actors in one process")
+        return RemoteFunction(f, **options)
+
+    return decorate

@@ -1,0 +1,183 @@
+"""The head service: registry of nodes, workers and clients, and the events between them.
+
+The head is the control plane and stays off the task path: clients (drivers, and workers
+that submit nested tasks) learn the workers from it and then talk to them directly.
+
+::
+
+    client ── HELLO ──▶ head ── WELCOME {workers} ──▶ client
+    node   ── HELLO / REGISTER_WORKER / WORKER_EXITED / PING ──▶ head
+    head   ── EVENT {worker_added | worker_removed} ──▶ every client
+
+Nodes hold a lease renewed by their PINGs; a node silent for ``node_ttl_s`` is declared
+dead and its workers are removed (clients retry their tasks elsewhere).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from iris._protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    Message,
+    MsgType,
+    decode_control,
+    decode_frames,
+    encode,
+    encode_control,
+)
+from iris._transport import Credentials, Loop, bind_server
+from iris.exceptions import ProtocolError
+
+__all__ = ["HeadService"]
+
+log = logging.getLogger("iris.head")
+
+
+@dataclass(slots=True)
+class _Node:
+    node_id: str
+    identity: bytes
+    host: str
+    last_seen: float
+
+
+class HeadService:
+    """The head's state and message handlers, run on a :class:`Loop` (internal type)."""
+
+    def __init__(self, loop: Loop, creds: Credentials, endpoint: str, cluster_id: str,
+                 node_ttl_s: float = 5.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+                 ) -> None:
+        self.loop = loop
+        self.cluster_id = cluster_id
+        self.node_ttl_s = node_ttl_s
+        self.max_frame = max_frame_bytes
+        self.router, self.endpoint = bind_server(zmq.ROUTER, creds, endpoint, max_frame_bytes)
+        self.nodes: dict[str, _Node] = {}
+        self.workers: dict[str, dict[str, Any]] = {}
+        self.clients: set[bytes] = set()
+        self.dropped_frames = 0
+
+    def start(self) -> None:
+        """Begin serving on the loop."""
+        self.loop.add_reader(self.router, self._on_router)
+        self.loop.call_later(self.node_ttl_s / 2, self._check_leases)
+
+    def close(self) -> None:
+        """Tell nodes to stop, then close the socket."""
+        for node in self.nodes.values():
+            self._send(node.identity, encode(MsgType.SHUTDOWN))
+        self.router.close(0)
+
+    # ------------------------------------------------------------------ I/O
+    def _send(self, identity: bytes, frames: list[Any]) -> bool:
+        try:
+            self.router.send_multipart([identity, *frames])
+            return True
+        except zmq.ZMQError:  # peer gone (ROUTER_MANDATORY)
+            return False
+
+    def _broadcast(self, body: dict[str, Any]) -> None:
+        frames = encode_control(MsgType.EVENT, body)
+        for ident in list(self.clients):
+            if not self._send(ident, frames):
+                self.clients.discard(ident)
+
+    def _on_router(self) -> None:
+        while True:
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            ident = frames[0]
+            try:
+                for m in decode_frames(frames[1:], self.max_frame):
+                    self._handle(ident, m)
+            except ProtocolError as exc:
+                self.dropped_frames += 1
+                log.warning("dropped a malformed message from %r: %s", ident, exc)
+
+    # ------------------------------------------------------------------ handlers
+    def _handle(self, ident: bytes, m: Message) -> None:
+        t = m.type
+        if t == MsgType.PING:
+            node = self._node_by_identity(ident)
+            if node is not None:
+                node.last_seen = time.monotonic()
+            self._send(ident, encode(MsgType.PONG, request_id=m.request_id))
+            return
+        body = decode_control(m) if t in MsgType.CONTROL else None
+        if body is None:
+            raise ProtocolError(f"the head does not take message type 0x{t:02x}")
+        if t == MsgType.HELLO:
+            self._hello(ident, body, m.request_id)
+        elif t == MsgType.REGISTER_WORKER:
+            info = {k: body.get(k) for k in ("worker_id", "address", "node_id", "host", "pid")}
+            if not isinstance(info["worker_id"], str) or not isinstance(info["address"], str):
+                raise ProtocolError("REGISTER_WORKER needs string worker_id and address")
+            self.workers[info["worker_id"]] = info
+            self._broadcast({"kind": "worker_added", "worker": info})
+        elif t == MsgType.WORKER_EXITED:
+            wid = str(body.get("worker_id"))
+            self.workers.pop(wid, None)
+            self._broadcast({"kind": "worker_removed", "worker_id": wid,
+                             "reason": str(body.get("reason", "exited"))})
+        elif t == MsgType.REQUEST:
+            self._request(ident, body, m.request_id)
+        else:
+            raise ProtocolError(f"the head does not take message type 0x{t:02x}")
+
+    def _hello(self, ident: bytes, body: dict[str, Any], request_id: int) -> None:
+        role = body.get("role")
+        if role == "node":
+            node_id = str(body.get("node_id"))
+            self.nodes[node_id] = _Node(node_id, ident, str(body.get("host")), time.monotonic())
+        elif role == "client":
+            self.clients.add(ident)
+        else:
+            raise ProtocolError(f"HELLO with unknown role {role!r} (known: 'client', 'node')")
+        self._send(ident, encode_control(MsgType.WELCOME, {
+            "cluster_id": self.cluster_id, "workers": list(self.workers.values()),
+            "nodes": len(self.nodes)}, request_id))
+
+    def _request(self, ident: bytes, body: dict[str, Any], request_id: int) -> None:
+        op = body.get("op")
+        if op == "bye":
+            self.clients.discard(ident)
+            return
+        if op == "status":
+            reply: dict[str, Any] = {"cluster_id": self.cluster_id,
+                                     "nodes": [n.node_id for n in self.nodes.values()],
+                                     "workers": list(self.workers.values()),
+                                     "clients": len(self.clients)}
+        elif op == "shutdown":
+            reply = {"ok": True}
+            self.loop.call_later(0.05, self.loop.stop)
+        else:
+            reply = {"error": f"unknown request {op!r}"}
+        self._send(ident, encode_control(MsgType.REPLY, reply, request_id))
+
+    def _node_by_identity(self, ident: bytes) -> _Node | None:
+        for node in self.nodes.values():
+            if node.identity == ident:
+                return node
+        return None
+
+    def _check_leases(self) -> None:
+        now = time.monotonic()
+        for node in list(self.nodes.values()):
+            if now - node.last_seen > self.node_ttl_s:
+                log.warning("node %s missed its heartbeats for %.1f s: declaring it dead",
+                            node.node_id, now - node.last_seen)
+                del self.nodes[node.node_id]
+                for wid, info in list(self.workers.items()):
+                    if info.get("node_id") == node.node_id:
+                        del self.workers[wid]
+                        self._broadcast({"kind": "worker_removed", "worker_id": wid,
+                                         "reason": f"node {node.node_id} lost"})
+        self.loop.call_later(self.node_ttl_s / 2, self._check_leases)

@@ -1,0 +1,220 @@
+"""The node manager: one per machine; spawns, watches and replaces worker processes.
+
+::
+
+    head  ◀── HELLO / REGISTER_WORKER / WORKER_EXITED / PING ──  node manager (DEALER)
+                                                                   │ ROUTER ◀── WORKER_READY
+                                                                   │ Popen + pidfd per worker
+                                                                   ▼
+                                                   worker processes (stdin = death pipe)
+
+A worker's exit is seen through its pidfd in the loop, so a crash is reported to the head
+within one loop turn; the head tells every client, which retries the worker's tasks. Each
+worker's stdin is a pipe the node manager holds open: if the node manager dies, however it
+dies, the workers read EOF and exit. Shutdown closes those pipes, waits, then kills.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from iris._protocol import (
+    DEFAULT_MAX_FRAME_BYTES,
+    MsgType,
+    decode_control,
+    decode_frames,
+    encode,
+    encode_control,
+)
+from iris._store import host_id, remove_cluster_segments
+from iris._transport import Credentials, Loop, bind_server, connect_client
+from iris.exceptions import ProtocolError
+
+__all__ = ["NodeManager", "describe_exit"]
+
+log = logging.getLogger("iris.node")
+
+# A worker that dies within this many seconds of starting counts as crash-looping; its
+# replacement waits RESPAWN_BACKOFF_S (doubling, capped) so a broken worker cannot spin.
+_EARLY_DEATH_S = 2.0
+_RESPAWN_BACKOFF_S = 0.2
+_RESPAWN_BACKOFF_MAX_S = 10.0
+
+
+def describe_exit(returncode: int) -> str:
+    """A human description of a process exit status (negative = killed by that signal)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = " (possibly out of memory)" if -returncode == signal.SIGKILL else ""
+        return f"signal {name}{hint}"
+    return f"exit code {returncode}"
+
+
+@dataclass(slots=True)
+class _Slot:
+    worker_id: str
+    proc: subprocess.Popen[bytes]
+    pidfd: int
+    started: float
+    address: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class NodeManager:
+    """Spawns ``num_workers`` worker processes and keeps that many alive (internal type)."""
+
+    def __init__(self, loop: Loop, creds: Credentials, cfg: dict[str, Any]) -> None:
+        self.loop = loop
+        self.creds = creds
+        self.cfg = cfg
+        self.node_id: str = cfg["node_id"]
+        self.cluster_id: str = cfg["cluster_id"]
+        self.num_workers: int = cfg["num_workers"]
+        self.heartbeat_s: float = cfg.get("heartbeat_s", 1.0)
+        self.max_frame: int = cfg.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)
+        self.router, self.endpoint = bind_server(zmq.ROUTER, creds, "tcp://127.0.0.1:0",
+                                                 self.max_frame)
+        self.head = connect_client(zmq.DEALER, creds, cfg["head_endpoint"],
+                                   identity=self.node_id.encode())
+        self.slots: dict[str, _Slot] = {}
+        self.spawned = 0
+        self.backoff = _RESPAWN_BACKOFF_S
+        self.closing = False
+
+    def start(self) -> None:
+        """Register with the head and start every worker at once (they boot in parallel)."""
+        self.loop.add_reader(self.router, self._on_router)
+        self.loop.add_reader(self.head, self._on_head)
+        self.head.send_multipart(encode_control(MsgType.HELLO, {
+            "role": "node", "node_id": self.node_id, "host": host_id(),
+            "num_workers": self.num_workers, "pid": os.getpid()}))
+        for _ in range(self.num_workers):
+            self._spawn()
+        self.loop.call_later(self.heartbeat_s, self._heartbeat)
+
+    # ------------------------------------------------------------------ workers
+    def _spawn(self) -> None:
+        if self.closing:
+            return
+        self.spawned += 1
+        worker_id = f"{self.node_id}-w{self.spawned}"
+        cfg = {
+            "worker_id": worker_id, "node_endpoint": self.endpoint,
+            "head": self.cfg["head_endpoint"], "token": self.creds.token,
+            "cluster_id": self.cluster_id, "bind_host": self.cfg.get("bind_host", "127.0.0.1"),
+            "inline_threshold": self.cfg.get("inline_threshold"),
+            "max_frame_bytes": self.max_frame,
+        }
+        cfg = {k: v for k, v in cfg.items() if v is not None}
+        proc = subprocess.Popen([sys.executable, "-m", "iris.worker"], stdin=subprocess.PIPE,
+                                close_fds=True)
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(cfg).encode() + b"\n")
+        proc.stdin.flush()
+        pidfd = os.pidfd_open(proc.pid)
+        self.slots[worker_id] = _Slot(worker_id, proc, pidfd, time.monotonic())
+        self.loop.add_reader(pidfd, lambda: self._on_exit(worker_id))
+
+    def _on_exit(self, worker_id: str) -> None:
+        slot = self.slots.pop(worker_id, None)
+        if slot is None:
+            return
+        self.loop.remove_reader(slot.pidfd)
+        os.close(slot.pidfd)
+        code = slot.proc.wait()
+        if slot.proc.stdin is not None:
+            slot.proc.stdin.close()
+        if self.closing:
+            return
+        reason = describe_exit(code)
+        log.warning("worker %s (pid %d) died: %s; starting a replacement", worker_id,
+                    slot.proc.pid, reason)
+        self.head.send_multipart(encode_control(MsgType.WORKER_EXITED, {
+            "worker_id": worker_id, "reason": reason, "pid": slot.proc.pid}))
+        if time.monotonic() - slot.started < _EARLY_DEATH_S:
+            delay, self.backoff = self.backoff, min(self.backoff * 2, _RESPAWN_BACKOFF_MAX_S)
+            self.loop.call_later(delay, self._spawn)
+        else:
+            self.backoff = _RESPAWN_BACKOFF_S
+            self._spawn()
+
+    def _on_router(self) -> None:
+        while True:
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                for m in decode_frames(frames[1:], self.max_frame):
+                    if m.type != MsgType.WORKER_READY:
+                        raise ProtocolError(f"node manager got unexpected type 0x{m.type:02x}")
+                    self._worker_ready(decode_control(m))
+            except ProtocolError as exc:
+                log.warning("dropped a malformed message from a worker: %s", exc)
+
+    def _worker_ready(self, body: dict[str, Any]) -> None:
+        slot = self.slots.get(str(body.get("worker_id")))
+        if slot is None:
+            return
+        slot.address = str(body["address"])
+        slot.info = {"worker_id": slot.worker_id, "address": slot.address,
+                     "node_id": self.node_id, "host": host_id(), "pid": slot.proc.pid}
+        self.head.send_multipart(encode_control(MsgType.REGISTER_WORKER, slot.info))
+
+    # ------------------------------------------------------------------ head
+    def _on_head(self) -> None:
+        while True:
+            try:
+                frames = self.head.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msgs = decode_frames(frames, self.max_frame)
+            except ProtocolError as exc:
+                log.warning("dropped a malformed message from the head: %s", exc)
+                continue
+            for m in msgs:
+                if m.type == MsgType.SHUTDOWN:
+                    self.loop.stop()
+
+    def _heartbeat(self) -> None:
+        if self.closing:
+            return
+        self.head.send_multipart(encode(MsgType.PING))
+        self.loop.call_later(self.heartbeat_s, self._heartbeat)
+
+    # ------------------------------------------------------------------ shutdown
+    def close(self, grace_s: float = 2.0) -> None:
+        """Stop every worker (EOF on stdin, then SIGKILL after ``grace_s``) and clean up."""
+        self.closing = True
+        for slot in self.slots.values():
+            if slot.proc.stdin is not None:
+                try:
+                    slot.proc.stdin.close()
+                except OSError:
+                    pass
+        deadline = time.monotonic() + grace_s
+        for slot in list(self.slots.values()):
+            try:
+                slot.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                slot.proc.kill()
+                slot.proc.wait()
+            os.close(slot.pidfd)
+        self.slots.clear()
+        remove_cluster_segments(self.cluster_id)
+        self.router.close(0)
+        self.head.close(0)
