@@ -65,6 +65,9 @@ def start_embedded(num_workers: int, *, inline_threshold: int | None = None,
     cfg: dict[str, Any] = {
         "token": creds.token, "cluster_id": cluster_id, "num_workers": num_workers,
         "head": True, "watch_stdin": True, "ready_fd": w,
+        # Workers see the driver's import path, so functions from the driver's own modules
+        # (pickled by reference) import there too.
+        "sys_path": [os.path.abspath(p) for p in sys.path if p],
     }
     if inline_threshold is not None:
         cfg["inline_threshold"] = inline_threshold

@@ -59,6 +59,10 @@ class RemoteFunction:
     def __repr__(self) -> str:
         return f"<iris.RemoteFunction {self.__qualname__}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Travels as its function and options (a task may call other remote functions).
+        return (_rebuild, (self._fn, self._options))
+
     def options(self, **options: Any) -> RemoteFunction:
         """A copy of this remote function with some options changed.
 
@@ -93,6 +97,10 @@ class RemoteFunction:
         refs: list[ObjectRef] = client.submit(self._function_info(), args, kwargs, n,
                                               self._options.get("max_retries", 3))
         return refs[0] if n == 1 else refs
+
+
+def _rebuild(fn: Callable[..., Any], options: dict[str, Any]) -> RemoteFunction:
+    return RemoteFunction(fn, **options)
 
 
 @overload

@@ -100,9 +100,16 @@ def _short_repr(obj: Any) -> str:
     return r if len(r) <= 60 else r[:57] + "..."
 
 
-def dumps_error(exc: BaseException) -> bytes:
-    """Pickle an exception raised by user code with its formatted traceback."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+def dumps_error(exc: BaseException, skip_frames: int = 0) -> bytes:
+    """Pickle an exception raised by user code with its formatted traceback.
+
+    ``skip_frames`` drops that many outer frames (iris's own, around the user's call).
+    """
+    tb_obj = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb_obj is not None and tb_obj.tb_next is not None:
+            tb_obj = tb_obj.tb_next
+    tb = "".join(traceback.format_exception(type(exc), exc, tb_obj))
     try:
         return cloudpickle.dumps((exc, tb), protocol=5)
     except Exception:

@@ -43,9 +43,9 @@ def to_value(obj: Any, threshold: int, shm_name: str | None) -> Value:
     return pack(header, buffers, threshold, shm_name)
 
 
-def error_value(exc: BaseException) -> Value:
+def error_value(exc: BaseException, skip_frames: int = 0) -> Value:
     """A Value carrying an exception raised by user code, with its traceback."""
-    return Value(ValueKind.ERROR, dumps_error(exc))
+    return Value(ValueKind.ERROR, dumps_error(exc, skip_frames))
 
 
 def is_shm(v: Value) -> bool:

@@ -42,7 +42,7 @@ class Actor:
         "queue", "handler", "fast", "scheduled", "running", "budget", "sched", "processed",
         # identity and lifecycle
         "pid", "kind", "alive", "finished", "reason", "state",
-        "behaviors", "parent", "children", "links", "monitors", "timers", "log",
+        "code", "behaviors", "parent", "children", "links", "monitors", "timers", "log",
         # bounded mailboxes
         "capacity", "overflow", "space",
         # pull actors
@@ -68,6 +68,7 @@ class Actor:
         self.finished = False
         self.reason: str | None = None
         self.state = ACTIVE
+        self.code: Any = None  # the current behavior, also while dormant or dead
         self.behaviors: BehaviorHistory | None = None
         self.parent: int | None = None
         self.children: set[int] | None = None

@@ -116,7 +116,7 @@ class NodeManager:
             "head": self.cfg["head_endpoint"], "token": self.creds.token,
             "cluster_id": self.cluster_id, "bind_host": self.cfg.get("bind_host", "127.0.0.1"),
             "inline_threshold": self.cfg.get("inline_threshold"),
-            "max_frame_bytes": self.max_frame,
+            "max_frame_bytes": self.max_frame, "sys_path": self.cfg.get("sys_path"),
         }
         cfg = {k: v for k, v in cfg.items() if v is not None}
         proc = subprocess.Popen([sys.executable, "-m", "iris.worker"], stdin=subprocess.PIPE,

@@ -194,7 +194,9 @@ class WorkerProcess:
             result = fn(*args, **kwargs)
             values = self._result_values(peer, rec, result)
         except BaseException as exc:  # noqa: BLE001  user code may raise anything
-            values = [error_value(exc)]
+            # Skip _execute's own frame when the error came from the user's function.
+            user = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
+            values = [error_value(exc, 1 if user else 0)]
         return ResultRecord(rec.task_id, values, time.perf_counter_ns() - t0)
 
     def _result_values(self, peer: bytes, rec: TaskRecord, result: Any) -> list[Value]:
@@ -247,6 +249,9 @@ def main() -> None:
     logging.basicConfig(level=os.environ.get("IRIS_LOG_LEVEL", "WARNING"),
                         format=f"[iris worker {cfg.get('worker_id')}] %(levelname)s %(message)s")
     _context.worker_config = cfg
+    for path in reversed(cfg.get("sys_path") or []):
+        if path not in sys.path:
+            sys.path.insert(1, path)
     WorkerProcess(cfg).run()
     # Leave at once: a task may have left threads or pools behind that would hold us up.
     sys.stdout.flush()

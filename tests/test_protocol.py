@@ -1,0 +1,146 @@
+"""The wire protocol: round trips, and strict rejection of anything malformed."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iris import _protocol as p
+from iris.exceptions import ProtocolError
+
+
+def test_header_layout_is_fixed() -> None:
+    frames = p.encode(p.MsgType.PING, b"", request_id=7)
+    assert len(frames) == 1
+    magic, version, mtype, flags, nbufs, rid, plen = p.HEADER.unpack(frames[0])
+    assert (magic, version, mtype, flags, nbufs, rid, plen) == (b"IR", 1, 0x02, 0, 0, 7, 0)
+
+
+def test_mesh_send_round_trip_matches_the_original_layout() -> None:
+    frames = p.encode_mesh_send(42, b"hello")
+    (msg,) = p.decode_frames(frames)
+    assert msg.type == 0x00
+    assert bytes(msg.payload) == struct.pack("!QI", 42, 5) + b"hello"
+    assert p.decode_mesh_send(msg) == (42, b"hello")
+
+
+def test_mesh_resolve_request_and_reply() -> None:
+    (req,) = p.decode_frames(p.encode_mesh_resolve("auth-provider", request_id=3))
+    assert req.type == 0x01 and req.request_id == 3
+    assert p.decode_mesh_resolve(req) == "auth-provider"
+    (rep,) = p.decode_frames(p.encode_mesh_resolve(pid=99, request_id=3))
+    assert p.decode_mesh_resolve(rep) == 99
+
+
+def test_control_round_trip() -> None:
+    (m,) = p.decode_frames(p.encode_control(p.MsgType.HELLO, {"role": "client", "n": [1, 2]}))
+    assert p.decode_control(m) == {"role": "client", "n": [1, 2]}
+
+
+def test_task_and_result_batches_carry_out_of_band_buffers() -> None:
+    buf = pickle.PickleBuffer(bytearray(b"x" * 1000))
+    tasks = [
+        p.TaskRecord(1, 0xABC, 1, p.Value(p.ValueKind.INLINE, b"args", [buf]),
+                     [p.Value(p.ValueKind.SHM, b'{"name":"iris-x-1"}')]),
+        p.TaskRecord(2, 0xABC, 3, p.Value(p.ValueKind.INLINE, b"more")),
+    ]
+    frames = p.encode_tasks(tasks)
+    assert len(frames) == 2  # header frame + the one buffer, never copied into the header
+    assert len(frames[0]) < 200
+    (msg,) = p.decode_frames([bytes(memoryview(f)) for f in frames])
+    out = p.decode_tasks(msg)
+    assert [(t.task_id, t.func_id, t.num_returns) for t in out] == [(1, 0xABC, 1), (2, 0xABC, 3)]
+    assert bytes(out[0].args.data) == b"args"
+    assert bytes(out[0].args.buffers[0]) == b"x" * 1000
+    assert bytes(out[0].resolved[0].data) == b'{"name":"iris-x-1"}'
+
+    results = [p.ResultRecord(1, [p.Value(p.ValueKind.ERROR, b"err")], 123)]
+    (rmsg,) = p.decode_frames(p.encode_results(results))
+    (r,) = p.decode_results(rmsg)
+    assert (r.task_id, r.exec_ns, r.values[0].kind, bytes(r.values[0].data)) == (1, 123, 2, b"err")
+
+
+def test_several_messages_in_one_multipart() -> None:
+    frames = p.encode_define(5, b"code") + p.encode_tasks(
+        [p.TaskRecord(9, 5, 1, p.Value(p.ValueKind.INLINE, b"a"))])
+    msgs = p.decode_frames(frames)
+    assert [m.type for m in msgs] == [p.MsgType.DEFINE, p.MsgType.TASKS]
+    assert p.decode_define(msgs[0]) == (5, b"code")
+
+
+@pytest.mark.parametrize("frame, message", [
+    (b"", "shorter"),
+    (b"XX" + bytes(18), "bad magic"),
+    (p.HEADER.pack(b"IR", 9, 0x02, 0, 0, 0, 0), "version 9"),
+    (p.HEADER.pack(b"IR", 1, 0x7F, 0, 0, 0, 0), "unknown message type"),
+    (p.HEADER.pack(b"IR", 1, 0x02, 0, 0, 0, 5), "payload length"),
+    (p.HEADER.pack(b"IR", 1, 0x02, 0, 2, 0, 0), "buffer frames"),
+])
+def test_malformed_frames_are_rejected(frame: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        p.decode_frames([frame])
+
+
+def test_size_ceiling() -> None:
+    frames = p.encode(p.MsgType.MESH_SEND, struct.pack("!QI", 1, 100) + b"x" * 100)
+    with pytest.raises(ProtocolError, match="ceiling"):
+        p.decode_frames(frames, max_frame_bytes=64)
+
+
+def test_truncated_batches_are_rejected() -> None:
+    (msg,) = p.decode_frames(p.encode_tasks(
+        [p.TaskRecord(1, 2, 1, p.Value(p.ValueKind.INLINE, b"abcdef"))]))
+    short = p.Message(msg.type, bytes(msg.payload)[:-3])
+    with pytest.raises(ProtocolError):
+        p.decode_tasks(short)
+    long = p.Message(msg.type, bytes(msg.payload) + b"zz")
+    with pytest.raises(ProtocolError, match="trailing"):
+        p.decode_tasks(long)
+
+
+def test_control_payload_must_be_a_json_object() -> None:
+    with pytest.raises(ProtocolError):
+        p.decode_control(p.Message(p.MsgType.HELLO, b"\xff\xfe"))
+    with pytest.raises(ProtocolError, match="JSON object"):
+        p.decode_control(p.Message(p.MsgType.HELLO, b"[1, 2]"))
+
+
+_decoders = [p.decode_tasks, p.decode_results, p.decode_control, p.decode_mesh_send,
+             p.decode_mesh_resolve, p.decode_define]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=200), min_size=1, max_size=4))
+def test_random_frames_raise_only_protocol_error(frames: list[bytes]) -> None:
+    try:
+        msgs = p.decode_frames(frames)
+    except ProtocolError:
+        return
+    for m in msgs:
+        for decode in _decoders:
+            try:
+                decode(m)
+            except ProtocolError:
+                pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 0xFF), st.integers(0, 3))
+def test_random_payloads_behind_a_valid_header(payload: bytes, mtype: int, nbufs: int) -> None:
+    header = p.HEADER.pack(b"IR", 1, mtype, 0, nbufs, 0, len(payload))
+    frames = [header + payload] + [b"b"] * nbufs
+    try:
+        msgs = p.decode_frames(frames)
+    except ProtocolError:
+        assert mtype not in p.MsgType.KNOWN
+        return
+    for m in msgs:
+        for decode in _decoders:
+            try:
+                decode(m)
+            except ProtocolError:
+                pass

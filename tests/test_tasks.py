@@ -1,0 +1,238 @@
+"""Remote tasks and objects on a real embedded cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import gc
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import iris
+from iris import _api
+
+pytestmark = pytest.mark.slow
+
+
+@iris.remote
+def square(x: int) -> int:
+    return x * x
+
+
+@iris.remote
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+@iris.remote(num_returns=2)
+def divmod_task(a: int, b: int) -> tuple[int, int]:
+    return divmod(a, b)
+
+
+@iris.remote
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@iris.remote
+def pid() -> int:
+    return os.getpid()
+
+
+def test_the_issue_script(cluster: iris.ClusterContext) -> None:
+    refs = [square.remote(i) for i in range(1000)]
+    assert iris.get(refs) == [i * i for i in range(1000)]
+    big = iris.put(np.arange(10_000_000, dtype=np.float64))
+    total = iris.get(iris.remote(lambda a: float(a.sum())).remote(big))
+    assert total == float(np.arange(10_000_000).sum())
+
+
+def test_tasks_run_in_worker_processes(cluster: iris.ClusterContext) -> None:
+    pids = set(iris.get([pid.remote() for _ in range(50)]))
+    assert os.getpid() not in pids
+    assert 1 <= len(pids) <= 2
+
+
+def test_kwargs_options_and_num_returns(cluster: iris.ClusterContext) -> None:
+    assert iris.get(add.remote(1, b=2)) == 3
+    q, r = divmod_task.remote(17, 5)
+    assert iris.get([q, r]) == [3, 2]
+    a, b = iris.remote(lambda t: t).options(num_returns=2).remote((1, 2))
+    assert iris.get(a) == 1 and iris.get(b) == 2
+
+
+def test_wrong_num_returns_is_a_task_error(cluster: iris.ClusterContext) -> None:
+    refs = add.options(num_returns=3).remote(5)
+    with pytest.raises(iris.TaskError, match="num_returns=3"):
+        iris.get(refs[0])
+
+
+def test_ref_arguments_are_resolved_and_nested_refs_stay_refs(
+        cluster: iris.ClusterContext) -> None:
+    x = square.remote(3)
+    assert iris.get(add.remote(x, b=square.remote(2))) == 13
+
+    @iris.remote
+    def inspect(box: list) -> tuple[bool, int]:
+        return isinstance(box[0], iris.ObjectRef), iris.get(box[0])
+
+    assert iris.get(inspect.remote([x])) == (True, 9)
+
+
+def test_tasks_submit_tasks_and_get_inside_a_worker(cluster: iris.ClusterContext) -> None:
+    @iris.remote
+    def outer(n: int) -> int:
+        return sum(iris.get([square.remote(i) for i in range(n)]))
+
+    assert iris.get(outer.remote(10)) == sum(i * i for i in range(10))
+
+
+def test_put_and_get_small_and_large(cluster: iris.ClusterContext) -> None:
+    assert iris.get(iris.put({"a": 1})) == {"a": 1}
+    arr = np.random.default_rng(0).random(1_000_000)
+    got = iris.get(iris.put(arr))
+    np.testing.assert_array_equal(got, arr)
+    assert not got.flags.writeable  # a zero-copy view of shared memory
+
+
+def test_large_results_come_back_as_read_only_views(cluster: iris.ClusterContext) -> None:
+    @iris.remote
+    def make(n: int) -> np.ndarray:
+        return np.arange(n, dtype=np.float64)
+
+    got = iris.get(make.remote(2_000_000))
+    assert got[-1] == 1_999_999.0
+    assert not got.flags.writeable
+
+
+def test_large_by_value_argument(cluster: iris.ClusterContext) -> None:
+    arr = np.ones(3_000_000)
+    assert iris.get(iris.remote(lambda a: float(a.sum())).remote(arr)) == 3_000_000.0
+
+
+def test_task_error_is_also_the_original_class(cluster: iris.ClusterContext) -> None:
+    ref = fail.remote("bad input 42")
+    with pytest.raises(ValueError) as info:
+        iris.get(ref)
+    err = info.value
+    assert isinstance(err, iris.TaskError)
+    assert isinstance(err.cause, ValueError)
+    assert err.__cause__ is err.cause
+    assert "bad input 42" in str(err)
+    assert "Remote traceback" in str(err) and "in fail" in str(err)
+
+
+def test_errors_propagate_through_dependent_tasks(cluster: iris.ClusterContext) -> None:
+    with pytest.raises(ValueError, match="upstream"):
+        iris.get(add.remote(fail.remote("upstream"), 1))
+
+
+def test_get_timeout(cluster: iris.ClusterContext) -> None:
+    gate = threading.Event()
+
+    @iris.remote
+    def slow(path: str) -> int:
+        import time
+        deadline = time.monotonic() + 30
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return 1
+
+    path = f"/tmp/iris-test-gate-{os.getpid()}-{id(gate)}"
+    ref = slow.remote(path)
+    try:
+        with pytest.raises(iris.GetTimeoutError) as info:
+            iris.get(ref, timeout=0.05)
+        assert isinstance(info.value, TimeoutError)
+    finally:
+        open(path, "w").close()
+    try:
+        assert iris.get(ref, timeout=30) == 1
+    finally:
+        os.unlink(path)
+
+
+def test_wait_returns_ready_and_not_ready_in_order(cluster: iris.ClusterContext) -> None:
+    refs = [square.remote(i) for i in range(5)]
+    ready, not_ready = iris.wait(refs, num_returns=5, timeout=30)
+    assert ready == refs and not_ready == []
+    ready, not_ready = iris.wait(refs, num_returns=2)
+    assert ready == refs[:2] and not_ready == refs[2:]
+
+
+def test_future_and_await(cluster: iris.ClusterContext) -> None:
+    fut = square.remote(6).future()
+    assert isinstance(fut, concurrent.futures.Future)
+    assert fut.result(timeout=30) == 36
+    with pytest.raises(ValueError):
+        fail.remote("in future").future().result(timeout=30)
+
+    async def main() -> int:
+        return await square.remote(7)
+
+    assert asyncio.run(main()) == 49
+
+
+def test_refs_are_hashable_and_readable(cluster: iris.ClusterContext) -> None:
+    ref = iris.put(1)
+    assert ref in {ref}
+    assert repr(ref).startswith("ObjectRef(")
+    assert ref.hex() in repr(ref)
+
+
+def test_objects_are_freed_when_refs_go(cluster: iris.ClusterContext) -> None:
+    from conftest import shm_segments
+
+    client = _api._client
+    gc.collect()
+    base, base_segments = client.object_count(), len(shm_segments(cluster.cluster_id))
+    for _ in range(5):
+        iris.get([square.remote(i) for i in range(200)])
+        iris.put(np.ones(200_000))
+        iris.get(iris.remote(np.ones).remote(300_000))
+    gc.collect()
+    assert client.object_count() <= base
+    assert len(shm_segments(cluster.cluster_id)) <= base_segments
+    kept = [iris.put(np.ones(200_000)) for _ in range(3)]
+    assert client.object_count() == base + 3
+    assert len(shm_segments(cluster.cluster_id)) == base_segments + 3
+    del kept
+
+
+def test_bad_calls_get_clear_errors(cluster: iris.ClusterContext) -> None:
+    with pytest.raises(TypeError, match=r"square.remote\(\.\.\.\)"):
+        square(3)
+    with pytest.raises(TypeError, match="ObjectRef"):
+        iris.get(3)
+    with pytest.raises(TypeError, match="ObjectRef"):
+        iris.get([iris.put(1), "x"])
+    with pytest.raises(TypeError, match=r"argument 1 \(lock"):
+        add.remote(1, threading.Lock())
+    with pytest.raises(TypeError, match="unknown option"):
+        square.options(num_gpus=1)
+    with pytest.raises(ValueError, match="num_returns"):
+        square.options(num_returns=0)
+    with pytest.raises(ValueError):
+        iris.wait([iris.put(1)], num_returns=2)
+
+
+def test_init_twice_is_an_error_unless_ignored(cluster: iris.ClusterContext) -> None:
+    with pytest.raises(RuntimeError, match="already"):
+        iris.init()
+    assert iris.init(ignore_reinit_error=True) is cluster
+    assert iris.is_initialized()
+
+
+def test_second_driver_joins_by_address(cluster: iris.ClusterContext) -> None:
+    import subprocess
+    import sys
+
+    code = ("import iris, sys; iris.init(address=sys.argv[1]); "
+            "f = iris.remote(lambda x: x + 1); print(iris.get(f.remote(41))); iris.shutdown()")
+    out = subprocess.run([sys.executable, "-c", code, cluster.address], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "42"
