@@ -154,7 +154,8 @@ class HeadService:
             reply: dict[str, Any] = {"cluster_id": self.cluster_id,
                                      "nodes": [n.node_id for n in self.nodes.values()],
                                      "workers": list(self.workers.values()),
-                                     "clients": len(self.clients)}
+                                     "clients": len(self.clients),
+                                     "dropped_frames": self.dropped_frames}
         elif op == "shutdown":
             reply = {"ok": True}
             self.loop.call_later(0.05, self.loop.stop)

@@ -361,7 +361,7 @@ class Kernel(Lifecycle):
         assert a.idle_s is not None
         delay = max(0.0, a.last_active + a.idle_s - time.monotonic())
         pid = a.pid
-        a.idle_timer = self.timers.schedule(delay, lambda: self._idle_check(pid))
+        a.idle_timer = self.timers.schedule(delay, lambda _tid: self._idle_check(pid))
 
     def _idle_check(self, pid: int) -> None:
         a = self.actors.get(pid)

@@ -78,17 +78,21 @@ class Supervisors:
                period_s: float | None = None) -> _Supervisor:
         """The supervisor for ``path`` (None: the global one), created if missing."""
         key = None if path is None else normalize_path(path)
+        sup = self._sups.get(key)
+        if sup is not None:
+            return sup
+        state = SupervisorState(
+            self._defaults[0] if max_restarts is None else max_restarts,
+            self._defaults[1] if period_s is None else period_s)
+        # Spawned without holding our lock: the kernel lock is always taken first.
+        pid = self._k.spawn_push(_ignore, 1, kind="supervisor")
         with self._lock:
             sup = self._sups.get(key)
-            if sup is not None:
+            if sup is None:
+                sup = self._sups[key] = _Supervisor(key, state, pid)
                 return sup
-            state = SupervisorState(
-                self._defaults[0] if max_restarts is None else max_restarts,
-                self._defaults[1] if period_s is None else period_s)
-            pid = self._k.spawn_push(_ignore, 1, kind="supervisor")
-            sup = _Supervisor(key, state, pid)
-            self._sups[key] = sup
-            return sup
+        self._k.stop(pid, KILLED)  # lost a race with another creator
+        return sup
 
     def remove(self, path: str) -> bool:
         """Forget the supervisor of ``path``; its children keep running unsupervised."""

@@ -28,7 +28,8 @@ _log = logging.getLogger("iris.mesh")
 class _Entry:
     __slots__ = ("fn", "interval_s", "due")
 
-    def __init__(self, fn: Callable[[], object], interval_s: float | None, due: float) -> None:
+    def __init__(self, fn: Callable[[int], object], interval_s: float | None,
+                 due: float) -> None:
         self.fn = fn
         self.interval_s = interval_s
         self.due = due
@@ -50,9 +51,9 @@ class TimerService:
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def schedule(self, delay_s: float, fn: Callable[[], object],
+    def schedule(self, delay_s: float, fn: Callable[[int], object],
                  interval_s: float | None = None) -> int:
-        """Run ``fn`` after ``delay_s`` seconds, then every ``interval_s`` if given.
+        """Run ``fn(timer_id)`` after ``delay_s`` seconds, then every ``interval_s`` if given.
 
         Returns:
             The timer id (unique within this runtime, starting at 1).
@@ -120,6 +121,6 @@ class TimerService:
                         heapq.heappush(self._heap, (entry.due, timer_id))
                     fn = entry.fn
             try:
-                fn()
+                fn(timer_id)
             except Exception:  # noqa: BLE001 - a timer callback must not kill the thread
                 _log.exception("iris mesh timer %s callback failed", timer_id)

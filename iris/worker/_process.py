@@ -74,6 +74,8 @@ class WorkerProcess:
         self.queue: deque[tuple[bytes, TaskRecord]] = deque()
         self.seq = 0
         self.host = host_id()
+        self.dropped_frames = 0
+        self.tasks_run = 0
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -124,6 +126,7 @@ class WorkerProcess:
                 for m in msgs:
                     self._handle(peer, m)
             except ProtocolError as exc:
+                self.dropped_frames += 1
                 log.warning("dropped a malformed message from %r: %s", peer, exc)
 
     def _handle(self, peer: bytes, m: Any) -> None:
@@ -137,6 +140,10 @@ class WorkerProcess:
             body = decode_control(m)
             if body.get("op") == "owner":
                 self.owner_host[peer] = str(body.get("host", ""))
+            elif body.get("op") == "stats":
+                self.router.send_multipart([peer, *encode_control(MsgType.REPLY, {
+                    "dropped_frames": self.dropped_frames, "tasks_run": self.tasks_run,
+                    "queued": len(self.queue)}, m.request_id)])
         elif t == MsgType.PING:
             self.router.send_multipart([peer, *encode_control(MsgType.PONG, {})])
         else:
@@ -186,6 +193,7 @@ class WorkerProcess:
 
     def _execute(self, peer: bytes, rec: TaskRecord) -> ResultRecord:
         t0 = time.perf_counter_ns()
+        self.tasks_run += 1
         try:
             fn = self._function(rec.func_id)
             args, kwargs = from_value(rec.args)

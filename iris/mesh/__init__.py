@@ -1,0 +1,44 @@
+"""The actor mesh: ``Runtime`` with push and pull actors, supervision, hot swap, timers.
+
+Modules, each one concept::
+
+    _runtime     Runtime: spawning, sending, stop/join, shutdown, introspection (facade)
+    _admin       Runtime: names/paths, supervision, links/monitors, hot swap, timers, overflow
+    _remote      Runtime: the cross-process mesh
+    _kernel      the actor table, spawning, delivery, scheduler hooks
+    _lifecycle   death: children, links, monitors, supervisors, timers, join
+    _scheduler   run queue and threads, budget (messages per turn)
+    _mailbox     Mailbox: a pull actor's recv / selective_recv
+    _actor       the per-actor record
+    _calls       call(): request envelope and Reply
+    _messages    SystemMessage and exit reasons
+    _supervision supervision decisions, pure (OTP strategies, restart types, intensity)
+    _supervisors the runtime's supervisors carrying out those decisions
+    _registry    names and paths
+    _behaviors   hot-swap version history
+    _overflow    bounded-mailbox policies
+    _timers      the timer thread
+    _pids        PID allocation
+"""
+
+from __future__ import annotations
+
+import sys
+
+from iris.mesh._calls import Reply
+from iris.mesh._mailbox import Mailbox
+from iris.mesh._messages import SystemMessage
+from iris.mesh._runtime import Runtime, spawn_child_pool
+
+__all__ = ["Mailbox", "Reply", "Runtime", "SystemMessage", "spawn_child_pool"]
+
+# The original runtime's names for the same classes (README code uses
+# ``iris.PySystemMessage``). ``iris/__init__.py`` does not list them yet, so until it does
+# they are set on the package when the mesh is first imported (which ``iris.Runtime`` does).
+PySystemMessage = SystemMessage
+PyMailbox = Mailbox
+_iris = sys.modules.get("iris")
+if _iris is not None:
+    for _name, _value in (("PySystemMessage", SystemMessage), ("PyMailbox", Mailbox)):
+        if _name not in vars(_iris):
+            setattr(_iris, _name, _value)

@@ -1,0 +1,142 @@
+"""Garbage on the wire: every iris socket drops it and keeps serving."""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Iterator
+
+import pytest
+import zmq
+
+import iris
+from iris import _api
+from iris._protocol import HEADER, MsgType, encode, encode_control
+from iris._transport import Credentials, connect_client, get_context
+from conftest import assert_cluster_gone
+
+pytestmark = pytest.mark.slow
+
+MAX_FRAME = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def small_frames() -> Iterator[iris.ClusterContext]:
+    iris.shutdown()
+    ctx = iris.init(num_workers=2, max_frame_bytes=MAX_FRAME)
+    try:
+        yield ctx
+    finally:
+        iris.shutdown()
+        assert_cluster_gone(ctx.cluster_id)
+
+
+def _endpoints() -> dict[str, str]:
+    client = _api._client
+    wait_for_workers(client)
+    worker = next(iter(client.workers.values()))
+    return {"head": client.head_endpoint, "worker": worker.address, "owner": client.address}
+
+
+def wait_for_workers(client: object) -> None:
+    from conftest import wait_until
+
+    wait_until(lambda: len(client.workers) == 2, 30, "two workers")
+
+
+def _still_serving() -> None:
+    f = iris.remote(lambda x: x + 1)
+    assert iris.get([f.remote(i) for i in range(50)], timeout=60) == list(range(1, 51))
+    ref = iris.put(list(range(10)))
+    assert iris.get(iris.remote(lambda r: iris.get(r[0])).remote([ref]), timeout=60) == list(
+        range(10))
+
+
+def _garbage(rng: random.Random) -> list[bytes]:
+    return [rng.randbytes(rng.randint(0, 300)) for _ in range(rng.randint(1, 4))]
+
+
+@pytest.mark.parametrize("target", ["head", "worker", "owner"])
+def test_unauthenticated_garbage_is_refused(small_frames: iris.ClusterContext,
+                                            target: str) -> None:
+    endpoint = _endpoints()[target]
+    rng = random.Random(target)
+    sock = get_context().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(endpoint)
+    try:
+        for _ in range(50):
+            try:
+                sock.send_multipart(_garbage(rng), zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        raw = get_context().socket(zmq.STREAM)  # not even ZMTP: raw bytes on the port
+        raw.linger = 0
+        raw.connect(endpoint)
+        ident = raw.getsockopt(zmq.IDENTITY)
+        raw.send_multipart([ident, rng.randbytes(500)])
+        raw.close(0)
+    finally:
+        sock.close(0)
+    _still_serving()
+
+
+@pytest.mark.parametrize("target", ["head", "worker", "owner"])
+def test_authenticated_garbage_is_dropped_and_logged(small_frames: iris.ClusterContext,
+                                                     target: str) -> None:
+    endpoint = _endpoints()[target]
+    creds = Credentials.from_token(small_frames.token)
+    sock = connect_client(zmq.DEALER, creds, endpoint)
+    rng = random.Random(target)
+    try:
+        bad = [
+            [b"short"],
+            [HEADER.pack(b"IR", 99, MsgType.PING, 0, 0, 0, 0)],
+            [HEADER.pack(b"IR", 1, 0x7E, 0, 0, 0, 0)],
+            encode(MsgType.TASKS, b"\xff\xff\xff\xff"),
+            encode(MsgType.HELLO, b"not json"),
+            encode_control(MsgType.HELLO, {"role": "pirate"}),
+            *[_garbage(rng) for _ in range(30)],
+        ]
+        for frames in bad:
+            sock.send_multipart(frames)
+        _still_serving()
+    finally:
+        sock.close(0)
+    if target != "owner":
+        op = "status" if target == "head" else "stats"
+        assert _ask(creds, endpoint, op)["dropped_frames"] >= len(bad) - 2
+
+
+def _ask(creds: Credentials, endpoint: str, op: str) -> dict:
+    from iris._protocol import decode_control, decode_frames
+
+    sock = connect_client(zmq.DEALER, creds, endpoint)
+    try:
+        sock.send_multipart(encode_control(MsgType.REQUEST, {"op": op}, request_id=1))
+        assert sock.poll(30_000), f"no reply to {op!r}"
+        (msg,) = decode_frames(sock.recv_multipart())
+        return decode_control(msg)
+    finally:
+        sock.close(0)
+
+
+def test_oversized_frames_are_dropped(small_frames: iris.ClusterContext) -> None:
+    endpoints = _endpoints()
+    creds = Credentials.from_token(small_frames.token)
+    for target in ("head", "worker"):
+        sock = connect_client(zmq.DEALER, creds, endpoints[target])
+        try:
+            sock.send_multipart(encode(MsgType.PING, os.urandom(MAX_FRAME * 2)))
+        finally:
+            sock.close(0)
+    _still_serving()
+
+
+def test_values_larger_than_the_frame_limit_still_work(small_frames: iris.ClusterContext
+                                                       ) -> None:
+    import numpy as np
+
+    # Larger than max_frame_bytes, but on one machine it goes through shared memory.
+    a = np.ones(MAX_FRAME // 4)
+    assert iris.get(iris.remote(lambda x: float(x.sum())).remote(a), timeout=60) == a.size

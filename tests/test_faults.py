@@ -1,0 +1,176 @@
+"""Crashes: workers dying mid-task, drivers dying, and clean shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+import psutil
+import pytest
+
+import iris
+from conftest import children, wait_until
+
+pytestmark = pytest.mark.slow
+
+CRASHES = {
+    "exit": "os._exit(3)",
+    "sigkill": "os.kill(os.getpid(), signal.SIGKILL)",
+    "segfault": "import ctypes; ctypes.string_at(0)",
+}
+EXPECTED = {"exit": "exit code 3", "sigkill": "SIGKILL", "segfault": "SIGSEGV"}
+
+
+def _crasher(how: str) -> iris.remote:
+    code = CRASHES[how]
+
+    def crash_once(marker: str) -> str:
+        import os  # noqa: F401  (used by the exec'd crash code)
+        import signal  # noqa: F401
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            exec(code)
+        return "survived"
+
+    return iris.remote(crash_once)
+
+
+@pytest.mark.parametrize("how", sorted(CRASHES))
+def test_crashed_task_is_retried_on_a_new_worker(fresh_cluster: iris.ClusterContext,
+                                                 how: str, tmp_path: object) -> None:
+    marker = os.path.join(str(tmp_path), "crashed")
+    ref = _crasher(how).options(max_retries=1).remote(marker)
+    assert iris.get(ref, timeout=60) == "survived"
+    assert os.path.exists(marker)
+
+
+@pytest.mark.parametrize("how", sorted(CRASHES))
+def test_crash_without_retries_raises_worker_crashed(fresh_cluster: iris.ClusterContext,
+                                                     how: str, tmp_path: object) -> None:
+    marker = os.path.join(str(tmp_path), "crashed")
+    ref = _crasher(how).options(max_retries=0).remote(marker)
+    with pytest.raises(iris.WorkerCrashedError, match=EXPECTED[how]):
+        iris.get(ref, timeout=60)
+    # The node manager replaced the worker: the cluster still runs tasks on two workers.
+    square = iris.remote(lambda x: x * x)
+    assert iris.get([square.remote(i) for i in range(20)], timeout=60) == [
+        i * i for i in range(20)]
+    wait_until(lambda: len(iris._api._client.workers) == 2, 30, "a replacement worker")
+
+
+def test_retries_are_bounded(fresh_cluster: iris.ClusterContext) -> None:
+    @iris.remote(max_retries=2)
+    def always_dies() -> None:
+        os._exit(1)
+
+    with pytest.raises(iris.WorkerCrashedError, match="no retries left"):
+        iris.get(always_dies.remote(), timeout=60)
+
+
+DRIVER = """
+import iris, os, sys, psutil
+iris.init(num_workers=2)
+f = iris.remote(lambda: os.getpid())
+iris.get([f.remote() for _ in range(4)])
+pids = [p.pid for p in psutil.Process().children(recursive=True)]
+print(" ".join(map(str, pids)), flush=True)
+if sys.argv[1] == "hang":
+    sys.stdin.read()
+"""
+
+
+def _gone(pids: list[int]) -> bool:
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                return False
+        except psutil.NoSuchProcess:
+            pass
+    return True
+
+
+def _run_driver(mode: str) -> tuple[subprocess.Popen[str], list[int]]:
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, mode], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    pids = [int(x) for x in line.split()]
+    assert len(pids) == 3, line  # the daemon and its two workers
+    return proc, pids
+
+
+def test_cluster_dies_with_a_killed_driver() -> None:
+    proc, pids = _run_driver("hang")
+    try:
+        proc.kill()
+        proc.wait(30)
+        wait_until(lambda: _gone(pids), 30, "the cluster to exit after its driver died")
+    finally:
+        _cleanup(proc, pids)
+
+
+def _cleanup(proc: subprocess.Popen[str], pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            stream.close()
+    proc.kill()
+    proc.wait()
+
+
+def test_interpreter_exit_without_shutdown_stops_the_cluster() -> None:
+    proc, pids = _run_driver("exit")
+    try:
+        assert proc.wait(30) == 0
+        assert _gone(pids)  # atexit ran shutdown, which waits for the cluster
+    finally:
+        _cleanup(proc, pids)
+
+
+def test_shutdown_leaves_nothing_behind() -> None:
+    from iris._daemon import state_dir
+
+    iris.shutdown()
+    ctx = iris.init(num_workers=2)
+    state_file = os.path.join(state_dir(), f"cluster-{ctx.cluster_id}.json")
+    assert os.path.exists(state_file)
+    import numpy as np
+
+    keep = iris.put(np.ones(1_000_000))  # a shared-memory segment
+    iris.get(iris.remote(lambda a: a * 2).remote(keep))
+    iris.shutdown()
+    wait_until(lambda: not children(), 10, "no child processes")
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"iris-{ctx.cluster_id}-")]
+    assert not os.path.exists(state_file)
+    assert not iris.is_initialized()
+    iris.shutdown()  # a second call is harmless
+
+
+def test_calls_before_init_say_what_to_do() -> None:
+    iris.shutdown()
+    f = iris.remote(lambda: 1)
+    with pytest.raises(iris.NotInitializedError, match=r"iris.init\(\)"):
+        f.remote()
+    with pytest.raises(iris.NotInitializedError):
+        iris.put(1)
+
+
+def test_join_without_credentials_is_refused() -> None:
+    iris.shutdown()
+    env_token = os.environ.pop("IRIS_TOKEN", None)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            os.environ["IRIS_STATE_DIR"] = d
+            with pytest.raises(iris.AuthenticationError, match="token"):
+                iris.init(address="127.0.0.1:1")
+    finally:
+        os.environ.pop("IRIS_STATE_DIR", None)
+        if env_token is not None:
+            os.environ["IRIS_TOKEN"] = env_token
