@@ -49,6 +49,9 @@ _LAZY: dict[str, str] = {
     "Runtime": "iris.mesh",
     "SystemMessage": "iris.mesh",
     "Mailbox": "iris.mesh",
+    "PyMailbox": "iris.mesh",
+    "PySystemMessage": "iris.mesh",
+    "Reply": "iris.mesh",
     "spawn_child_pool": "iris.mesh",
 }
 

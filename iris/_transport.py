@@ -239,13 +239,15 @@ class Loop:
                 pass
 
     def _drain_wake(self) -> None:
+        # Clear the flag only after consuming the eventfd, and look at the call queue only
+        # after that (run() does): a caller that saw the flag set is then sure to be seen.
         try:
             os.eventfd_read(self._wake_fd)
         except BlockingIOError:
             pass
+        self._wake_pending = False
 
     def _run_calls(self) -> None:
-        self._wake_pending = False
         calls = self._calls
         while calls:
             fn = calls.popleft()

@@ -13,7 +13,7 @@ import iris
 from iris import _api
 from iris._protocol import HEADER, MsgType, encode, encode_control
 from iris._transport import Credentials, connect_client, get_context
-from conftest import assert_cluster_gone
+from iris.testing import assert_cluster_gone
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,7 @@ def _endpoints() -> dict[str, str]:
 
 
 def wait_for_workers(client: object) -> None:
-    from conftest import wait_until
+    from iris.testing import wait_until
 
     wait_until(lambda: len(client.workers) == 2, 30, "two workers")
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 import iris
-from conftest import children, wait_until
+from iris.testing import live_children as children, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -184,7 +184,7 @@ def test_refs_are_hashable_and_readable(cluster: iris.ClusterContext) -> None:
 
 
 def test_objects_are_freed_when_refs_go(cluster: iris.ClusterContext) -> None:
-    from conftest import shm_segments
+    from iris.testing import shm_segments
 
     client = _api._client
     gc.collect()

@@ -114,3 +114,34 @@ def test_loop_survives_a_failing_callback(caplog: pytest.LogCaptureFixture) -> N
         thread.join(5)
         loop.close()
     assert "failed" in caplog.text
+
+
+def test_loop_runs_every_call_from_many_threads() -> None:
+    # Regression: a lost wake-up once left a call queued while the loop slept in poll.
+    loop = Loop()
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    count = [0]
+    total = 4 * 3000
+    done = threading.Event()
+
+    def bump() -> None:
+        count[0] += 1
+        if count[0] == total:
+            done.set()
+
+    def spam() -> None:
+        for _ in range(3000):
+            loop.call_soon_threadsafe(bump)
+
+    senders = [threading.Thread(target=spam) for _ in range(4)]
+    try:
+        for s in senders:
+            s.start()
+        for s in senders:
+            s.join()
+        assert done.wait(10), f"only {count[0]} of {total} calls ran"
+    finally:
+        loop.stop()
+        thread.join(5)
+        loop.close()

@@ -63,24 +63,17 @@ def _make_task(key: str, py_func: FunctionType, options: OffloadOptions,
         return _kernel_for(key, py_func, options, source)(*args, **kwargs)
 
     # Named after the user's function so task errors read "task sum_sq raised ...".
+    # (cloudpickle still ships ``run`` by value: the module has no such attribute.)
     run.__name__ = py_func.__name__
+    run.__qualname__ = py_func.__qualname__
     run.__doc__ = py_func.__doc__
     return run
 
 
-def _require_cluster(what: str) -> Any:
-    import iris
-
-    try:
-        running = bool(iris.is_initialized())
-    except (ImportError, AttributeError):  # the cluster API is not available at all
-        running = False
-    if not running:
-        raise NotInitializedError(
-            f"Attempted to call {what} (strategy='actor') before iris.init(); call "
-            "iris.init() or iris.init(address=...) first, or use strategy='jit' to run it "
-            "in this process")
-    return iris
+def _not_initialized(what: str) -> NotInitializedError:
+    return NotInitializedError(
+        f"Attempted to call {what} (strategy='actor') before iris.init(); call iris.init() "
+        "or iris.init(address=...) first, or use strategy='jit' to run it in this process")
 
 
 class ActorFunction(OffloadFunction):
@@ -111,21 +104,37 @@ class ActorFunction(OffloadFunction):
         self._lock = threading.Lock()
 
     def _task(self) -> Any:
-        iris = _require_cluster(f"offloaded function {self.__qualname__!r}")
         if self._remote_fn is None:
             with self._lock:
                 if self._remote_fn is None:
-                    self._remote_fn = iris.remote(
+                    try:
+                        import iris
+
+                        make_remote = iris.remote
+                    except (ImportError, AttributeError):  # no cluster API at all
+                        raise self._not_initialized() from None
+                    self._remote_fn = make_remote(
                         _make_task(self._key, self._py_func, self._options, self._source))
         return self._remote_fn
+
+    def _not_initialized(self) -> NotInitializedError:
+        return _not_initialized(f"offloaded function {self.__qualname__!r}")
+
+    def _submit(self, task: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            return task.remote(*args, **kwargs)
+        except NotInitializedError:
+            raise self._not_initialized() from None
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Start the function on a worker; returns an ``iris.ObjectRef`` to its result.
 
+        Inside a task or actor it runs on the same cluster.
+
         Raises:
             iris.NotInitializedError: no cluster is running (call ``iris.init()``).
         """
-        return self._task().remote(*args, **kwargs)
+        return self._submit(self._task(), args, kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the function on a worker and wait for its result.
@@ -157,7 +166,7 @@ class ActorFunction(OffloadFunction):
         import iris
 
         task = self._task()
-        refs = [task.remote(chunk, *args, **kwargs) for chunk in chunks]
+        refs = [self._submit(task, (chunk, *args), kwargs) for chunk in chunks]
         results = list(iris.get(refs)) if refs else []
         return reduce(results) if reduce is not None else results
 

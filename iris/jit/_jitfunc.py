@@ -49,7 +49,8 @@ class JitFunction(OffloadFunction):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._building = False
         self._fallback_reason: str | None = None
         self._fallback_calls = 0
         self._warned = False
@@ -107,7 +108,11 @@ class JitFunction(OffloadFunction):
         with self._lock:
             if self._kernel is not None:
                 return self._kernel
-            kernel = build_kernel(self._py_func, self._source, self._options)
+            self._building = True
+            try:
+                kernel = build_kernel(self._py_func, self._source, self._options)
+            finally:
+                self._building = False
             if kernel.dispatcher is None:
                 self._on_failure("", kernel.reason or "numba is unavailable")
             else:
@@ -129,6 +134,8 @@ class JitFunction(OffloadFunction):
             jit_log("%s falls back to plain Python: %s", what, reason)
 
     def _numba_target(self) -> Any:
+        if self._building:  # recursion (directly or through another offloaded function)
+            return None
         kernel = self._kernel if self._kernel is not None else self._build()
         return kernel.dispatcher
 

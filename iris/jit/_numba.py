@@ -30,7 +30,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FunctionType, ModuleType
+from types import CodeType, FunctionType, ModuleType
 from typing import Any
 
 from iris.jit._intrinsics import injected_names, prange
@@ -143,7 +143,7 @@ def build_kernel(py_func: FunctionType, source: FunctionSource | None,
     numba = import_numba()
     if numba is None:
         return Kernel(python, None, _numba_error, code is not None)
-    nb_namespace = _numba_namespace(base, numba)
+    nb_namespace = _numba_namespace(base, numba, _referenced_names(py_func.__code__))
     if code is None:
         dispatcher = _njit(numba, py_func, options.njit_kwargs())
     else:
@@ -157,11 +157,21 @@ def build_kernel(py_func: FunctionType, source: FunctionSource | None,
     return Kernel(python, dispatcher, None, code is not None)
 
 
-def _numba_namespace(base: dict[str, Any], numba: ModuleType) -> dict[str, Any]:
+def _referenced_names(code: CodeType) -> set[str]:
+    names = set(code.co_names) | set(code.co_freevars)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _referenced_names(const)
+    return names
+
+
+def _numba_namespace(base: dict[str, Any], numba: ModuleType,
+                     referenced: set[str]) -> dict[str, Any]:
     from iris.jit._base import OffloadFunction  # the wrapper type, imported late (cycle)
 
     namespace = dict(base)
-    for name, value in base.items():
+    for name in referenced & base.keys():
+        value = base[name]
         if value is prange:
             namespace[name] = numba.prange
         elif isinstance(value, OffloadFunction):

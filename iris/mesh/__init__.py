@@ -23,22 +23,15 @@ Modules, each one concept::
 
 from __future__ import annotations
 
-import sys
 
 from iris.mesh._calls import Reply
 from iris.mesh._mailbox import Mailbox
 from iris.mesh._messages import SystemMessage
 from iris.mesh._runtime import Runtime, spawn_child_pool
 
-__all__ = ["Mailbox", "Reply", "Runtime", "SystemMessage", "spawn_child_pool"]
+__all__ = ["Mailbox", "PyMailbox", "PySystemMessage", "Reply", "Runtime", "SystemMessage",
+           "spawn_child_pool"]
 
-# The original runtime's names for the same classes (README code uses
-# ``iris.PySystemMessage``). ``iris/__init__.py`` does not list them yet, so until it does
-# they are set on the package when the mesh is first imported (which ``iris.Runtime`` does).
+# The original runtime's names for the same classes (README code uses ``iris.PySystemMessage``).
 PySystemMessage = SystemMessage
 PyMailbox = Mailbox
-_iris = sys.modules.get("iris")
-if _iris is not None:
-    for _name, _value in (("PySystemMessage", SystemMessage), ("PyMailbox", Mailbox)):
-        if _name not in vars(_iris):
-            setattr(_iris, _name, _value)

@@ -75,7 +75,7 @@ class Actor:
         self.links: set[int] | None = None
         self.monitors: set[int] | None = None
         self.timers: set[int] | None = None
-        self.log: list[Any] | None = None
+        self.log: deque[Any] | None = None
         self.capacity: int | None = None
         self.overflow: Overflow | None = None
         self.space: threading.Condition | None = None

@@ -22,7 +22,7 @@ from iris.exceptions import ActorDiedError
 from iris.mesh import _overflow
 from iris.mesh._actor import ACTIVE, DORMANT, Actor
 from iris.mesh._calls import Call, Reply, fail_call
-from iris.mesh._lifecycle import Lifecycle
+from iris.mesh._lifecycle import LOG_LIMIT, Lifecycle
 from iris.mesh._mailbox import Mailbox
 from iris.mesh._messages import CRASH, NORMAL
 from iris.mesh._overflow import Overflow
@@ -32,13 +32,8 @@ from iris.mesh._scheduler import Scheduler, current_scheduler
 from iris.mesh._supervisors import Supervisors
 from iris.mesh._timers import TimerService
 
-__all__ = ["LOG_LIMIT", "Kernel", "check_budget", "check_callable"]
+__all__ = ["Kernel", "check_budget", "check_callable"]
 
-# Per-actor record of observed/system messages: enough for any test or debugging session,
-# bounded so a long-lived observer cannot grow without limit.
-LOG_LIMIT = 10_000
-# Dead actors whose exit reason (and log) is remembered, for join/get_messages after death.
-_RECENT_EXITS = 4096
 
 
 def check_callable(fn: object, what: str) -> None:
@@ -75,7 +70,7 @@ class Kernel(Lifecycle):
         self.pids = PidAllocator()
         self.registry = Registry()
         self.recent_exits: OrderedDict[int, str] = OrderedDict()
-        self.dead_logs: OrderedDict[int, list[Any]] = OrderedDict()
+        self.dead_logs: OrderedDict[int, deque[Any]] = OrderedDict()
         self.closed = False
         self.sched = Scheduler("sched", scheduler_threads, self)
         self._pool_size = pool_size
@@ -186,7 +181,7 @@ class Kernel(Lifecycle):
         """An actor that records every message it gets (user and system) for get_messages."""
         log: deque[Any] = deque(maxlen=LOG_LIMIT)
         pid = self.spawn_push(log.append, budget, parent=parent, kind="observed")
-        self.actors[pid].log = log  # type: ignore[assignment]
+        self.actors[pid].log = log
         return pid
 
     def _pull_main(self, a: Actor) -> None:
@@ -198,6 +193,9 @@ class Kernel(Lifecycle):
         except BaseException as error:  # noqa: BLE001 - reported as the actor's Crash
             reason, meta = CRASH, self.crash_metadata(error)
         finally:
+            assert a.mailbox is not None
+            a.mailbox.fail_pending(ActorDiedError(
+                f"actor {a.pid} exited ({reason}) without answering the call"))
             self.terminate(a, reason, meta)
             with self.lock:
                 a.finished = True

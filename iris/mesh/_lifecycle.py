@@ -33,10 +33,14 @@ if TYPE_CHECKING:
     from iris.mesh._supervisors import Supervisors
     from iris.mesh._timers import TimerService
 
-__all__ = ["Lifecycle"]
+__all__ = ["LOG_LIMIT", "Lifecycle"]
 
 _log = logging.getLogger("iris.mesh")
+# Dead actors whose exit reason and log are remembered (get_messages after death).
 _RECENT = 4096
+# Per-actor record of observed/system messages: enough for any test or debugging session,
+# bounded so a long-lived observer cannot grow without limit.
+LOG_LIMIT = 10_000
 
 
 class _Death(NamedTuple):
@@ -58,7 +62,7 @@ class Lifecycle:
         actors: dict[int, Actor]
         registry: Registry
         recent_exits: OrderedDict[int, str]
-        dead_logs: OrderedDict[int, list[Any]]
+        dead_logs: OrderedDict[int, deque[Any]]
         timer_owner: dict[int, int]
         stats: dict[str, int]
         supervisors: Supervisors
@@ -115,7 +119,7 @@ class Lifecycle:
         if len(self.recent_exits) > _RECENT:
             self.recent_exits.popitem(last=False)
         if a.log is not None:
-            self.dead_logs[a.pid] = a.log  # type: ignore[assignment]
+            self.dead_logs[a.pid] = a.log
             if len(self.dead_logs) > _RECENT:
                 self.dead_logs.popitem(last=False)
         self.registry.drop_pid(a.pid)
@@ -168,8 +172,9 @@ class Lifecycle:
         if a.kind == "supervisor":
             self.supervisors.supervisor_exited(a.pid)
         if d.reason == CRASH and not d.watchers and not supervised:
+            meta = d.metadata or {}
             _log.error("iris actor %s crashed and nobody watches it:\n%s", a.pid,
-                       (d.metadata or {}).get("traceback", ""))
+                       meta.get("traceback") or meta.get("error", ""))
         if a.finished and self.joiners:
             with self.lock:
                 self.exit_cond.notify_all()
@@ -208,9 +213,9 @@ class Lifecycle:
         if log is None:
             with self.lock:
                 if a.log is None:
-                    a.log = deque(maxlen=10_000)  # type: ignore[assignment]
+                    a.log = deque(maxlen=LOG_LIMIT)
                 log = a.log
-        log.append(message)  # type: ignore[union-attr]
+        log.append(message)
         return True
 
     def messages(self, pid: int) -> list[Any]:

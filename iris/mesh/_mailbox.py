@@ -41,7 +41,7 @@ class Mailbox:
     """
 
     __slots__ = ("pid", "_cond", "_queue", "_system", "_stash", "_closed", "_waiting",
-                 "_pending")
+                 "_pending", "_unanswered")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -52,6 +52,7 @@ class Mailbox:
         self._closed = False
         self._waiting = False
         self._pending: Call | None = None
+        self._unanswered: list[Call] = []
 
     # -- runtime side ----------------------------------------------------------------
 
@@ -170,12 +171,24 @@ class Mailbox:
                 stash.append(message)
 
     def reply(self, value: Any) -> bool:
-        """Answer the last ``call`` this actor received; False if there is none pending."""
+        """Answer the message just received if it came from ``call``; False otherwise.
+
+        Calls a pull actor received and never answered fail with ActorDiedError when it
+        exits.
+        """
         pending, self._pending = self._pending, None
         if pending is None:
             return False
         pending.reply(value)
+        self._unanswered.remove(pending)
         return True
+
+    def fail_pending(self, error: BaseException) -> None:
+        """Fail the calls received but never answered (the actor is exiting). Internal."""
+        self._pending = None
+        unanswered, self._unanswered = self._unanswered, []
+        for call in unanswered:
+            call.fail(error)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -197,7 +210,12 @@ class Mailbox:
     def _deliver(self, message: Any) -> Any:
         if message.__class__ is Call:
             self._pending = message
+            if len(self._unanswered) >= 64:  # forget calls whose callers gave up
+                self._unanswered = [c for c in self._unanswered if not c.future.done()]
+            self._unanswered.append(message)
             return message.data
+        if message.__class__ is not SystemMessage:
+            self._pending = None  # reply() answers only the message just received
         return message
 
     def __repr__(self) -> str:

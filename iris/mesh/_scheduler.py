@@ -81,7 +81,6 @@ class Scheduler:
         self._live = 0
         self._closed = False
         self._started = False
-        self.turns = 0
 
     # -- thread management -------------------------------------------------------------
 
@@ -175,7 +174,7 @@ class Scheduler:
                         return
                     continue
                 if self._closed:
-                    self._hooks.end_turn(actor)
+                    actor.scheduled = False  # shutting down: run nothing more
                     continue
                 run(actor)
         finally:
