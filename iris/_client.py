@@ -329,7 +329,7 @@ class Client:
             batches.setdefault(w.worker_id, []).append(rec)
         for wid, recs in batches.items():
             frames = defines.get(wid, []) + encode_tasks(recs)
-            self.workers[wid].sock.send_multipart(frames, copy=len(frames) <= 2)
+            self.workers[wid].sock.send_multipart(frames, copy=False)
 
     def _task_record(self, task: _Task, w: _Worker) -> TaskRecord:
         if task.args_value is None or (is_shm(task.args_value) and w.host != self.host):
@@ -510,7 +510,7 @@ class Client:
                     v = inline_copy(v)
             frames = encode_results([ResultRecord(oid, [v])], MsgType.OBJ_VALUE)
             try:
-                self.owner_sock.send_multipart([peer, *frames], copy=len(frames) == 1)
+                self.owner_sock.send_multipart([peer, *frames], copy=False)
             except zmq.ZMQError:
                 pass
 

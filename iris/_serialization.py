@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import pickle
+import sys
 import traceback
 from typing import Any, Sequence
 
@@ -31,15 +32,24 @@ __all__ = [
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
 
 
+def _is_leaf(x: Any) -> bool:
+    t = type(x)
+    if t in _PLAIN:
+        return True
+    np = sys.modules.get("numpy")  # never imported here: only seen if the user has it
+    return np is not None and t is np.ndarray and not x.dtype.hasobject
+
+
 def _is_plain(obj: Any) -> bool:
+    """Whether plain pickle can serialize ``obj`` faithfully (no code, no __main__ types)."""
     t = type(obj)
     if t in _PLAIN:
         return True
     if t is tuple or t is list:
-        return all(type(x) in _PLAIN for x in obj)
+        return all(_is_leaf(x) for x in obj)
     if t is dict:
-        return all(type(x) in _PLAIN for x in obj.values())
-    return False
+        return all(_is_leaf(x) for x in obj.values())
+    return _is_leaf(obj)
 
 
 def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
@@ -50,7 +60,7 @@ def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     """
     buffers: list[pickle.PickleBuffer] = []
     if _is_plain(obj) or (type(obj) is tuple and all(_is_plain(x) for x in obj)):
-        return pickle.dumps(obj, protocol=5), buffers
+        return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append), buffers
     try:
         data = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     except Exception as exc:  # pickling raises many types: TypeError, PicklingError, ...

@@ -155,7 +155,9 @@ class HeadService:
                                      "nodes": [n.node_id for n in self.nodes.values()],
                                      "workers": list(self.workers.values()),
                                      "clients": len(self.clients),
-                                     "dropped_frames": self.dropped_frames}
+                                     "dropped_frames": self.dropped_frames,
+                                     # `iris start --worker` sets its heartbeat from this.
+                                     "node_ttl_s": self.node_ttl_s}
         elif op == "shutdown":
             reply = {"ok": True}
             self.loop.call_later(0.05, self.loop.stop)

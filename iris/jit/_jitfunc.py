@@ -46,6 +46,7 @@ class JitFunction(OffloadFunction):
 
     _kernel: Kernel | None = None
     _dispatcher: Any = None
+    _bind: Any = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -54,6 +55,9 @@ class JitFunction(OffloadFunction):
         self._fallback_reason: str | None = None
         self._fallback_calls = 0
         self._warned = False
+        code = self._py_func.__code__
+        self._names: tuple[str, ...] = code.co_varnames[:code.co_argcount
+                                                         + code.co_kwonlyargcount]
 
     # -- calling ------------------------------------------------------------------------
 
@@ -69,6 +73,8 @@ class JitFunction(OffloadFunction):
         dispatcher = self._dispatcher
         if dispatcher is None:
             return self._first_call(args, kwargs)
+        if self._bind is not None:  # keyword-only parameters: numba gets them positionally
+            return self._call_bound(args, kwargs)
         try:
             result = dispatcher(*args, **kwargs)
         except CompileFailed:
@@ -84,8 +90,22 @@ class JitFunction(OffloadFunction):
             return self._run_python(args, kwargs)
         return self(*args, **kwargs)
 
+    def _call_bound(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        flat = self._bind(args, kwargs)  # type: ignore[misc]  # TypeError like Python's
+        try:
+            result = self._dispatcher(*flat)
+        except CompileFailed:
+            return self._run_python(args, kwargs)
+        except NeedsConversion:
+            flat, _ = convert_lists(self.__name__, flat, {}, self._names)
+            try:
+                result = self._dispatcher(*flat)
+            except CompileFailed:
+                return self._run_python(args, kwargs)
+        return result if self._convert is None else self._convert(result)
+
     def _call_with_arrays(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        new_args, new_kwargs = convert_lists(self.__name__, args, kwargs)
+        new_args, new_kwargs = convert_lists(self.__name__, args, kwargs, self._names)
         try:
             result = self._dispatcher(*new_args, **new_kwargs)
         except CompileFailed:
@@ -94,7 +114,7 @@ class JitFunction(OffloadFunction):
 
     def _run_python(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
-            check_args(self.__name__, args, kwargs)
+            check_args(self.__name__, args, kwargs, self._names)
         except NeedsConversion:
             pass  # plain Python takes lists as they are
         kernel = self._kernel if self._kernel is not None else self._build()
@@ -118,6 +138,7 @@ class JitFunction(OffloadFunction):
             else:
                 CompileGuard(kernel.dispatcher, self.__name__, self._on_failure)
             self._kernel = kernel
+            self._bind = kernel.bind
             self._dispatcher = kernel.dispatcher
             jit_log("%s: prepared (%s source)", self.__qualname__,
                     "rewritten" if kernel.rewritten else "original")
@@ -161,7 +182,8 @@ class JitFunction(OffloadFunction):
         """State of this function in the calling process (signatures, cache, fallbacks)."""
         dispatcher = self._dispatcher
         hits = misses = 0
-        if dispatcher is not None:
+        # numba counts a "miss" even without a disk cache (its NullCache): report 0 then.
+        if dispatcher is not None and type(dispatcher._cache).__name__ != "NullCache":
             hits = sum(dispatcher.stats.cache_hits.values())
             misses = sum(dispatcher.stats.cache_misses.values())
         sigs = tuple("(" + ", ".join(map(str, sig)) + ")" for sig in self.signatures)

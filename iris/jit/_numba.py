@@ -24,6 +24,7 @@ constants anyway, and the fallback must see the same values as the compiled code
 
 from __future__ import annotations
 
+import inspect
 import re
 import threading
 import time
@@ -87,6 +88,7 @@ class Kernel:
     dispatcher: Any
     reason: str | None
     rewritten: bool
+    bind: Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]] | None = None
 
 
 def _namespace(py_func: FunctionType) -> dict[str, Any]:
@@ -143,18 +145,53 @@ def build_kernel(py_func: FunctionType, source: FunctionSource | None,
     numba = import_numba()
     if numba is None:
         return Kernel(python, None, _numba_error, code is not None)
+    flatten = py_func.__code__.co_kwonlyargcount > 0
     nb_namespace = _numba_namespace(base, numba, _referenced_names(py_func.__code__))
     if code is None:
-        dispatcher = _njit(numba, py_func, options.njit_kwargs())
+        func = py_func if not flatten else FunctionType(
+            py_func.__code__, py_func.__globals__, py_func.__name__, None, py_func.__closure__)
     else:
         func = _define(code.code, code.name, nb_namespace, py_func)
+    if flatten:
+        _flatten_keyword_only(func)
+    if code is None:
+        dispatcher = _njit(numba, func, options.njit_kwargs())
+    else:
         for helper in code.helpers:
             nb_namespace[helper] = _njit(numba, nb_namespace[helper],
                                          options.njit_kwargs(helper=True))
         dispatcher = _njit(numba, func, options.njit_kwargs())
         # Recursion by name must reach the dispatcher, not the Python wrapper.
         nb_namespace[code.name] = dispatcher
-    return Kernel(python, dispatcher, None, code is not None)
+    return Kernel(python, dispatcher, None, code is not None,
+                  _binder(py_func) if flatten else None)
+
+
+def _flatten_keyword_only(func: FunctionType) -> None:
+    """Make keyword-only parameters positional: numba's dispatcher cannot fold them."""
+    code = func.__code__
+    func.__code__ = code.replace(co_argcount=code.co_argcount + code.co_kwonlyargcount,
+                                 co_kwonlyargcount=0)
+    func.__defaults__ = None
+    func.__kwdefaults__ = None
+
+
+def _binder(py_func: FunctionType) -> Callable[[tuple[Any, ...], dict[str, Any]],
+                                               tuple[Any, ...]]:
+    """Maps a call of ``py_func`` to the positional call of its flattened version."""
+    signature = inspect.signature(py_func)
+    params = list(signature.parameters.values())
+    star = next((p.name for p in params if p.kind is p.VAR_POSITIONAL), None)
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                  p.KEYWORD_ONLY)]
+
+    def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = tuple(bound.arguments[name] for name in named)
+        return values + tuple(bound.arguments[star]) if star else values
+
+    return bind
 
 
 def _referenced_names(code: CodeType) -> set[str]:
@@ -186,7 +223,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 def describe_error(exc: BaseException) -> str:
     """numba's error as one readable string (ANSI colour codes removed)."""
-    text = _ANSI.sub("", str(exc)).strip()
+    lines = [line.rstrip() for line in _ANSI.sub("", str(exc)).strip().splitlines()]
+    # Drop numba's framing ("Failed in nopython mode pipeline ...", "During: ...").
+    kept = [line for line in lines
+            if not line.startswith(("Failed in nopython mode pipeline", "During: "))]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(kept or lines).strip())
     return f"{type(exc).__name__}: {text}"
 
 
@@ -212,6 +253,8 @@ class CompileGuard:
         self._omitted_arg = OmittedArg
         self._omitted = Omitted
         self._failed: dict[tuple[Any, ...], str] = {}
+        code = dispatcher.py_func.__code__
+        self._names: tuple[str, ...] = code.co_varnames[:code.co_argcount]
         self._active = threading.local()
         dispatcher._compile_for_args = self
 
@@ -222,7 +265,8 @@ class CompileGuard:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if getattr(self._active, "on", False):  # numba re-enters with literal arguments
             return self._compile(*args, **kwargs)
-        check_args(self._name, tuple(a for a in args if not isinstance(a, self._omitted_arg)))
+        check_args(self._name, tuple(a for a in args if not isinstance(a, self._omitted_arg)),
+                   names=self._names)
         types = self._types(args)
         reason = self._failed.get(types)
         if reason is not None:

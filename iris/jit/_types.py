@@ -73,8 +73,11 @@ def _check(value: object, where: str, fname: str, allow_list: bool = True) -> No
                     f"functions do not support; supported: {SUPPORTED_TYPES}")
 
 
-def check_args(fname: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> None:
+def check_args(fname: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None,
+               names: tuple[str, ...] = ()) -> None:
     """Raise unless every argument is of a supported type.
+
+    ``names`` are the parameter names of the positional arguments, for messages.
 
     Raises:
         TypeError: an argument of an unsupported type (the message names it and lists the
@@ -83,7 +86,7 @@ def check_args(fname: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None 
         NeedsConversion: a list argument (the caller converts it with ``convert_lists``).
     """
     for i, value in enumerate(args):
-        _check(value, f"argument {i + 1}", fname)
+        _check(value, _label(i, names), fname)
     for key, value in (kwargs or {}).items():
         _check(value, f"argument {key!r}", fname)
 
@@ -102,10 +105,14 @@ def _list_to_array(fname: str, where: str, value: list[Any]) -> np.ndarray[Any, 
     return array
 
 
-def convert_lists(fname: str, args: tuple[Any, ...],
-                  kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _label(i: int, names: tuple[str, ...]) -> str:
+    return f"argument {i + 1} ({names[i]!r})" if i < len(names) else f"argument {i + 1}"
+
+
+def convert_lists(fname: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  names: tuple[str, ...] = ()) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Copy list arguments to numpy arrays (for the compiled path only)."""
-    new_args = tuple(_list_to_array(fname, f"argument {i + 1}", a) if isinstance(a, list) else a
+    new_args = tuple(_list_to_array(fname, _label(i, names), a) if isinstance(a, list) else a
                      for i, a in enumerate(args))
     new_kwargs = {k: _list_to_array(fname, f"argument {k!r}", v) if isinstance(v, list) else v
                   for k, v in kwargs.items()}

@@ -172,7 +172,7 @@ class WorkerProcess:
         for peer, batch in pending.items():
             frames = encode_results(batch)
             try:
-                self.router.send_multipart([peer, *frames], copy=len(frames) == 1)
+                self.router.send_multipart([peer, *frames], copy=False)
             except zmq.ZMQError as exc:  # the owner went away: its results have no reader
                 log.info("dropped %d results for a departed owner: %s", len(batch), exc)
         pending.clear()
