@@ -186,7 +186,6 @@ def _connect_from_worker(cfg: dict[str, Any]) -> Any:
             if cfg.get("inline_threshold"):
                 kwargs["inline_threshold"] = cfg["inline_threshold"]
             _client = Client(cfg["head"], Credentials.from_token(cfg["token"]),
-                             exclude_worker=cfg["worker_id"],
                              bind_host=cfg.get("bind_host", "127.0.0.1"), **kwargs)
             _ctx = ClusterContext(cfg["head"], _client.cluster_id, False, None, "")
         return _client

@@ -26,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -34,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import zmq
 
+from iris import _context
 from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     Message,
@@ -136,13 +138,12 @@ class Client:
     def __init__(self, head_endpoint: str, creds: Credentials, *,
                  inline_threshold: int = DEFAULT_INLINE_THRESHOLD,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
-                 exclude_worker: str | None = None, bind_host: str = "127.0.0.1",
+                 bind_host: str = "127.0.0.1",
                  connect_timeout_s: float = 30.0) -> None:
         self.creds = creds
         self.head_endpoint = head_endpoint
         self.threshold = inline_threshold
         self.max_frame = max_frame_bytes
-        self.exclude_worker = exclude_worker
         self.host = host_id()
         self.loop = Loop()
         self.head = connect_client(zmq.DEALER, creds, head_endpoint)
@@ -163,6 +164,9 @@ class Client:
         self.submit_scheduled = False
         self.cv = threading.Condition()
         self.waiters = 0
+        # Written when an object settles while a worker's task waits through wait_hook.
+        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.hook_waiters = 0
         self.avg_exec_s = 0.0
         self.closed = False
         self.segment_seq = itertools.count(1)
@@ -227,7 +231,7 @@ class Client:
 
     def _add_worker(self, info: dict[str, Any]) -> None:
         wid = str(info["worker_id"])
-        if wid in self.workers or wid == self.exclude_worker:
+        if wid in self.workers:
             return
         sock = connect_client(zmq.DEALER, self.creds, str(info["address"]))
         sock.send_multipart(encode_control(MsgType.REQUEST, {"op": "owner", "host": self.host}))
@@ -426,6 +430,8 @@ class Client:
         if self.waiters:
             with self.cv:
                 self.cv.notify_all()
+        if self.hook_waiters:
+            os.eventfd_write(self.wake_fd, 1)
 
     # ------------------------------------------------------------------ objects
     def _object(self, ref: ObjectRef, fetch: bool = False) -> _Object | None:
@@ -583,6 +589,10 @@ class Client:
         if done() >= count:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
+        hook = _context.wait_hook
+        if hook is not None and threading.current_thread() is threading.main_thread():
+            self._wait_serving(objs, count, deadline, timeout, hook)
+            return
         with self.cv:
             self.waiters += 1
             try:
@@ -602,6 +612,25 @@ class Client:
                     self.cv.wait(left)
             finally:
                 self.waiters -= 1
+
+    def _wait_serving(self, objs: list[_Object], count: int, deadline: float | None,
+                      timeout: float | None, hook: Callable[[float, int], None]) -> None:
+        """Wait inside a worker's task: keep the worker serving its queue meanwhile."""
+        self.hook_waiters += 1
+        try:
+            while sum(1 for o in objs if o.state != _PENDING) < count:
+                if self.closed:
+                    raise IrisError("iris was shut down while waiting for results")
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise GetTimeoutError(f"get timed out after {timeout} s")
+                hook(min(left, 1.0), self.wake_fd)
+                try:
+                    os.eventfd_read(self.wake_fd)
+                except BlockingIOError:
+                    pass
+        finally:
+            self.hook_waiters -= 1
 
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
              ) -> tuple[list[ObjectRef], list[ObjectRef]]:
@@ -689,6 +718,7 @@ class Client:
         self.borrowed.clear()
         with self.cv:
             self.cv.notify_all()
+        os.close(self.wake_fd)
 
 
 def _placeholder(a: Any, deps: list[ObjectRef]) -> Any:

@@ -6,9 +6,15 @@ A worker process records its configuration here at start, so that a task calling
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["worker_config"]
+__all__ = ["wait_hook", "worker_config"]
 
 #: Set by the worker process main loop: its config dict (head address, token, worker id).
 worker_config: dict[str, Any] | None = None
+
+#: Set by the worker process: ``wait_hook(timeout_s, wake_fd)`` serves the worker's own
+#: queue for up to ``timeout_s`` (or until ``wake_fd`` is readable). A task blocked in
+#: ``iris.get`` calls it instead of sleeping, so the tasks it waits for can run on this very
+#: worker: blocking tasks cannot starve the cluster of workers.
+wait_hook: Callable[[float, int], None] | None = None

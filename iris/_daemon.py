@@ -222,6 +222,11 @@ def ask_head(address: str, token: str, op: str, timeout_s: float = 5.0) -> dict[
 
     host, port = parse_address(address)
     creds = Credentials.from_token(token)
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise IrisError(f"cannot resolve the host {host!r} of {address}: "
+                        f"{exc.strerror or exc}") from None
     sock = connect_client(zmq.DEALER, creds, endpoint(host, port))
     monitor = sock.get_monitor_socket()
     connected = False

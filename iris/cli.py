@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from typing import Any, NoReturn, Sequence
 
@@ -347,24 +348,40 @@ def _run_daemon(run: Any, cfg: dict[str, Any], ready: Any, what: str) -> None:
         hint = " (another head on that port? choose one with --port)" \
             if exc.errno == zmq.EADDRINUSE else ""
         _fail(f"{what}: {exc}{hint}")
+    finally:
+        _flush_sockets()
+
+
+def _flush_sockets(timeout_s: float = 2.0) -> None:
+    """Terminate ZeroMQ so that lingering messages (the head's SHUTDOWN to its nodes) are
+    sent before the process exits; give up after ``timeout_s``."""
+    import threading
+
+    from iris._transport import get_context
+
+    t = threading.Thread(target=get_context().term, name="iris-flush", daemon=True)
+    t.start()
+    t.join(timeout_s)
 
 
 def _print_head_banner(info: dict[str, Any], args: argparse.Namespace, num_workers: int,
                        token: str, token_where: str) -> None:
+    """Tell the user where the head is, how to join it, and that the token is a secret."""
     address = _normalize(str(info["address"]))
     bind = _normalize(str(info["bind"]))
     if args.token_file:
         token_line = f"token     {token_where}"
-        token_opt = f" --token-file {os.path.abspath(os.path.expanduser(args.token_file))}"
-        token_env = f"IRIS_TOKEN=$(cat {os.path.abspath(os.path.expanduser(args.token_file))}) "
-        copy = ("Copy the token file to the other machines over a secure channel (scp, "
-                "mode 0600).")
+        auth = " --token-file " + shlex.quote(os.path.abspath(os.path.expanduser(
+            args.token_file)))
+        env = ""
+        copy = "Copy the token file to the other machines over a secure channel (scp), mode 0600."
     else:
         where = token_where or "also kept, mode 0600, in this machine's state directory"
-        token_line = f"token     {token}\n          ({where})"
-        token_opt = ""
-        token_env = f"IRIS_TOKEN={token} "
-        copy = "Pass it to other machines over a secure channel, never in a public place."
+        token_line = f"token     {token}\n            ({where})"
+        auth = ""
+        env = f"IRIS_TOKEN={shlex.quote(token)} "
+        copy = ("Pass it to other machines over a secure channel, never in a public place "
+                "(`--token-file PATH` keeps it in a file instead).")
     workers = f"{num_workers} on this machine" if num_workers else \
         "none on this machine (head only)"
     lines = [
@@ -377,13 +394,12 @@ def _print_head_banner(info: dict[str, Any], args: argparse.Namespace, num_worke
         copy,
         "",
         "Add a machine (run there):",
-        f"  {token_env if not args.token_file else ''}iris start --worker --address {address}"
-        f"{token_opt}",
-        "Run a driver or a batch job:",
-        f"  iris submit --address {address}{token_opt} script.py     "
-        f"# or in Python: iris.init(address=\"{address}\", token=...)",
-        "Status and stop:",
-        f"  iris status --address {address}    iris stop --address {address}    (or Ctrl-C here)",
+        f"  {env}iris start --worker --address {address}{auth}",
+        "Run a batch job (or call iris.init(address=..., token=...) in a driver):",
+        f"  {env}iris submit --address {address}{auth} script.py",
+        "Status and stop (on this machine no address or token is needed):",
+        f"  iris status --address {address}{auth}",
+        f"  iris stop --address {address}{auth}      (or Ctrl-C here)",
     ]
     print("\n".join(lines), flush=True)
 
@@ -409,7 +425,7 @@ def _start_worker(args: argparse.Namespace) -> int:
         "token": token, "cluster_id": str(status["cluster_id"]), "head": False,
         "head_endpoint": endpoint(head_host, head_port), "num_workers": num_workers,
         "bind_host": host, "node_id": node_id, "heartbeat_s": min(1.0, ttl / 5),
-        "kind": "node",
+        "head_timeout_s": 3 * ttl, "kind": "node",
     }
     _setup_logging("node")
 

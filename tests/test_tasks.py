@@ -236,3 +236,19 @@ def test_second_driver_joins_by_address(cluster: iris.ClusterContext) -> None:
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "42"
+
+
+def test_blocking_tasks_cannot_starve_the_workers(cluster: iris.ClusterContext) -> None:
+    # More blocking parents than workers: each parent waits for children that must run
+    # on the same two workers. A worker keeps serving its queue while a task waits.
+    @iris.remote
+    def parent(n: int) -> int:
+        return sum(iris.get([square.remote(i) for i in range(n)]))
+
+    @iris.remote
+    def grandparent(k: int) -> int:
+        return sum(iris.get([parent.remote(5) for _ in range(k)]))
+
+    expected = sum(i * i for i in range(5))
+    assert iris.get([parent.remote(5) for _ in range(6)], timeout=60) == [expected] * 6
+    assert iris.get([grandparent.remote(3) for _ in range(4)], timeout=60) == [3 * expected] * 4

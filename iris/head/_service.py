@@ -72,7 +72,10 @@ class HeadService:
         """Tell nodes to stop, then close the socket."""
         for node in self.nodes.values():
             self._send(node.identity, encode(MsgType.SHUTDOWN))
-        self.router.close(0)
+        # Linger so that the SHUTDOWNs reach nodes on other machines: with linger 0 libzmq
+        # drops what it has not sent yet. (It waits only if the process then terminates
+        # the ZeroMQ context, as `iris start` does; the embedded daemon's os._exit does not.)
+        self.router.close(linger=1000 if self.nodes else 0)
 
     # ------------------------------------------------------------------ I/O
     def _send(self, identity: bytes, frames: list[Any]) -> bool:

@@ -80,6 +80,8 @@ class Kernel(Lifecycle):
         self.pull_threads: set[threading.Thread] = set()
         self.stats = {"spawned": 0, "exited": 0, "crashed": 0, "processed_dead": 0}
         self.supervisors = Supervisors(self, max_restarts, period_s)
+        # Called as on_exit(pid, reason, metadata) after every death (the remote mesh).
+        self.on_exit: Callable[[int, str, Any], None] | None = None
 
     # -- services started on first use ------------------------------------------------
 
@@ -216,8 +218,8 @@ class Kernel(Lifecycle):
     def deliver(self, pid: int, data: Any, *, block_ok: bool = True) -> bool:
         """The general ``send``: every case the lock-free fast path does not cover."""
         a = self.actors.get(pid)
-        if a is None or not a.alive:
-            return self.deliver_remote(pid, data)
+        if a is None or not a.alive or a.remote is not None:
+            return self.deliver_remote(pid, data)  # dead, unknown, or a remote proxy
         if a.mailbox is not None:
             return a.mailbox.put(data)
         if a.state == DORMANT:
@@ -233,7 +235,10 @@ class Kernel(Lifecycle):
         return True
 
     def deliver_remote(self, pid: int, data: Any) -> bool:
-        """Delivery to a PID that is not a local actor (no remote mesh yet: False)."""
+        """Delivery to a PID that is not a local actor, or is a remote proxy.
+
+        False here; the cross-process mesh (``_remote``) replaces it on the instance.
+        """
         return False
 
     def deliver_many(self, pid: int, payloads: Iterable[Any]) -> int:
@@ -258,6 +263,11 @@ class Kernel(Lifecycle):
         a = self.actors.get(pid)
         if a is None or not a.alive:
             c.fail(ActorDiedError(f"cannot call actor {pid}: no live actor has that pid"))
+            return reply
+        if a.remote is not None:
+            c.fail(TypeError(f"cannot call actor {pid}: it is a proxy for remote actor "
+                             f"{a.remote!r}, and call() does not cross processes; use "
+                             f"send() and have the remote actor answer with send_remote"))
             return reply
         if a.mailbox is not None:
             ok = a.mailbox.put(c)

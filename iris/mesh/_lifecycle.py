@@ -23,6 +23,9 @@ import traceback
 from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 from iris.exceptions import ActorDiedError
 from iris.mesh._calls import fail_call
 from iris.mesh._messages import CRASH, KILLED, SystemMessage
@@ -67,6 +70,7 @@ class Lifecycle:
         stats: dict[str, int]
         supervisors: Supervisors
         _timers: TimerService | None
+        on_exit: Callable[[int, str, Any], None] | None
 
     # -- death ---------------------------------------------------------------------------
 
@@ -168,6 +172,8 @@ class Lifecycle:
         notice = SystemMessage.exit(a.pid, d.reason, d.metadata)
         for watcher in sorted(d.watchers):
             self.notify(watcher, notice)
+        if self.on_exit is not None:
+            self.on_exit(a.pid, d.reason, d.metadata)
         supervised = self.supervisors.on_exit(a.pid, d.reason)
         if a.kind == "supervisor":
             self.supervisors.supervisor_exited(a.pid)

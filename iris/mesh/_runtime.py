@@ -38,6 +38,8 @@ class Runtime(AdminAPI, RemoteAPI):
         max_restarts: restart intensity of the global supervisor: at most this many
             restarts within ``restart_period_s`` seconds.
         restart_period_s: the window of that intensity.
+        token: the mesh token for ``listen``/``send_remote``/... (CURVE credentials); by
+            default ``$IRIS_TOKEN``, else a per-user token file (see ``docs/mesh.md``).
 
     Example:
         >>> with iris.Runtime() as rt:
@@ -47,10 +49,11 @@ class Runtime(AdminAPI, RemoteAPI):
     """
 
     def __init__(self, *, scheduler_threads: int = 1, pool_size: int = 4,
-                 max_restarts: int = 3, restart_period_s: float = 5.0) -> None:
+                 max_restarts: int = 3, restart_period_s: float = 5.0,
+                 token: str | None = None) -> None:
         self._k = Kernel(scheduler_threads, pool_size, max_restarts, restart_period_s)
         self._actors = self._k.actors
-        self._remote_init()
+        self._remote_init(token)
 
     @property
     def _inner(self) -> Runtime:

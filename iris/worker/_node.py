@@ -93,6 +93,12 @@ class NodeManager:
         self.spawned = 0
         self.backoff = _RESPAWN_BACKOFF_S
         self.closing = False
+        # A node on another machine than its head (``iris start --worker``) stops when the
+        # head has not answered its heartbeats for this long: the head died without telling
+        # it, and nothing else would ever stop it. None (the default, and the embedded
+        # cluster, whose head shares this process) never gives up.
+        self.head_timeout_s: float | None = cfg.get("head_timeout_s")
+        self.last_head_reply = time.monotonic()
 
     def start(self) -> None:
         """Register with the head and start every worker at once (they boot in parallel)."""
@@ -119,8 +125,12 @@ class NodeManager:
             "max_frame_bytes": self.max_frame, "sys_path": self.cfg.get("sys_path"),
         }
         cfg = {k: v for k, v in cfg.items() if v is not None}
+        # A session of its own keeps the terminal's Ctrl-C (SIGINT to the whole foreground
+        # process group) away from the worker: the node manager gets it and stops its
+        # workers in order, instead of every worker dying with a KeyboardInterrupt
+        # traceback. Workers still die with the node manager: their stdin reaches EOF.
         proc = subprocess.Popen([sys.executable, "-m", "iris.worker"], stdin=subprocess.PIPE,
-                                close_fds=True)
+                                close_fds=True, start_new_session=True)
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(cfg).encode() + b"\n")
         proc.stdin.flush()
@@ -181,6 +191,7 @@ class NodeManager:
                 frames = self.head.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            self.last_head_reply = time.monotonic()
             try:
                 msgs = decode_frames(frames, self.max_frame)
             except ProtocolError as exc:
@@ -192,6 +203,12 @@ class NodeManager:
 
     def _heartbeat(self) -> None:
         if self.closing:
+            return
+        silent = time.monotonic() - self.last_head_reply
+        if self.head_timeout_s is not None and silent > self.head_timeout_s:
+            log.error("no answer from the head at %s for %.0f s: stopping this node",
+                      self.cfg["head_endpoint"], silent)
+            self.loop.stop()
             return
         self.head.send_multipart(encode(MsgType.PING))
         self.loop.call_later(self.heartbeat_s, self._heartbeat)

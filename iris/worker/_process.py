@@ -113,6 +113,15 @@ class WorkerProcess:
         self._drain()
         self._run_queue()
 
+    def serve_while_waiting(self, timeout_s: float, wake_fd: int) -> None:
+        """Run this worker's queue while a task waits in ``iris.get`` (see _context)."""
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(wake_fd, zmq.POLLIN)
+        for sock, _ in poller.poll(timeout_s * 1000):
+            if sock is self.router:
+                self._on_router()
+
     def _drain(self) -> None:
         router = self.router
         while True:
@@ -260,7 +269,9 @@ def main() -> None:
     for path in reversed(cfg.get("sys_path") or []):
         if path not in sys.path:
             sys.path.insert(1, path)
-    WorkerProcess(cfg).run()
+    worker = WorkerProcess(cfg)
+    _context.wait_hook = worker.serve_while_waiting
+    worker.run()
     # Leave at once: a task may have left threads or pools behind that would hold us up.
     sys.stdout.flush()
     sys.stderr.flush()
