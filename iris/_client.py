@@ -130,6 +130,11 @@ class _Worker:
     sock: zmq.Socket[Any]
     inflight: dict[int, _Task] = field(default_factory=dict)
     defined: set[int] = field(default_factory=set)
+    # In-flight tasks that told us they are blocked in get: they do not count as load.
+    blocked: set[int] = field(default_factory=set)
+
+    def load(self) -> int:
+        return len(self.inflight) - len(self.blocked)
 
 
 class Client:
@@ -258,6 +263,7 @@ class Client:
                     f"no retries left"))
         self.ready.extendleft(reversed(retry))
         w.inflight.clear()
+        w.blocked.clear()
 
     # ------------------------------------------------------------------ submission
     def _schedule_submit(self) -> None:
@@ -315,8 +321,8 @@ class Client:
         workers = list(self.workers.values())
         ready = self.ready
         while ready:
-            w = min(workers, key=lambda x: len(x.inflight))
-            if len(w.inflight) >= cap:
+            w = min(workers, key=_Worker.load)
+            if w.load() >= cap:
                 break
             task = ready.popleft()
             try:
@@ -364,6 +370,10 @@ class Client:
         done = 0
         for msgs in self._messages(w.sock):
             for m in msgs:
+                if m.type == MsgType.REQUEST:
+                    self._worker_notice(w, m)
+                    done += 1
+                    continue
                 if m.type != MsgType.RESULTS:
                     log.warning("worker %s sent unexpected type 0x%02x", w.worker_id, m.type)
                     continue
@@ -375,10 +385,24 @@ class Client:
                 for rec in records:
                     task = w.inflight.pop(rec.task_id, None)
                     if task is not None:
+                        w.blocked.discard(rec.task_id)
                         self._complete(task, rec)
                         done += 1
         if done or self.ready:
             self._dispatch()
+
+    def _worker_notice(self, w: _Worker, m: Message) -> None:
+        try:
+            body = decode_control(m)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed notice from worker %s: %s", w.worker_id, exc)
+            return
+        tid = body.get("task_id")
+        if body.get("op") == "blocked" and tid in w.inflight:
+            if body.get("blocked"):
+                w.blocked.add(tid)
+            else:
+                w.blocked.discard(tid)
 
     def _complete(self, task: _Task, rec: ResultRecord) -> None:
         self.avg_exec_s = self.avg_exec_s * 0.9 + rec.exec_ns * 1e-10 if self.avg_exec_s \
@@ -617,6 +641,9 @@ class Client:
                       timeout: float | None, hook: Callable[[float, int], None]) -> None:
         """Wait inside a worker's task: keep the worker serving its queue meanwhile."""
         self.hook_waiters += 1
+        block = _context.block_hook
+        if block is not None:
+            block(True)
         try:
             while sum(1 for o in objs if o.state != _PENDING) < count:
                 if self.closed:
@@ -631,6 +658,8 @@ class Client:
                     pass
         finally:
             self.hook_waiters -= 1
+            if block is not None:
+                block(False)
 
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
              ) -> tuple[list[ObjectRef], list[ObjectRef]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["wait_hook", "worker_config"]
+__all__ = ["block_hook", "wait_hook", "worker_config"]
 
 #: Set by the worker process main loop: its config dict (head address, token, worker id).
 worker_config: dict[str, Any] | None = None
@@ -18,3 +18,8 @@ worker_config: dict[str, Any] | None = None
 #: ``iris.get`` calls it instead of sleeping, so the tasks it waits for can run on this very
 #: worker: blocking tasks cannot starve the cluster of workers.
 wait_hook: Callable[[float, int], None] | None = None
+
+#: Set by the worker process: ``block_hook(True)`` when the running task starts waiting in
+#: ``iris.get``, ``block_hook(False)`` when it resumes. The worker tells the task's owner,
+#: which then stops counting the task against the worker's in-flight limit.
+block_hook: Callable[[bool], None] | None = None

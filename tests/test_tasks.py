@@ -252,3 +252,24 @@ def test_blocking_tasks_cannot_starve_the_workers(cluster: iris.ClusterContext) 
     expected = sum(i * i for i in range(5))
     assert iris.get([parent.remote(5) for _ in range(6)], timeout=60) == [expected] * 6
     assert iris.get([grandparent.remote(3) for _ in range(4)], timeout=60) == [3 * expected] * 4
+
+
+def test_tasks_blocked_in_get_do_not_count_against_the_in_flight_limit(
+        cluster: iris.ClusterContext) -> None:
+    import time
+
+    # Long tasks make the driver send one task per worker at a time.
+    iris.get([iris.remote(time.sleep).remote(0.01) for _ in range(6)])
+    assert iris._api._client._cap() == 1
+
+    @iris.remote
+    def wait_for(box: list) -> int:
+        return iris.get(box[0]) + 1
+
+    busy = [iris.remote(time.sleep).remote(0.05) for _ in range(2)]
+    b = square.remote(3)
+    c = add.remote(b, 1)  # becomes ready only after b: queued behind every wait_for
+    waiting = [wait_for.remote([c]) for _ in range(4)]
+    # Each wait_for blocks on c; unless blocked tasks stop counting as load, c never goes out.
+    assert iris.get(waiting, timeout=60) == [11] * 4
+    iris.get(busy)

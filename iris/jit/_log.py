@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 import threading
+from typing import Any
 
 __all__ = ["JIT_LOG_ENV", "get_jit_logging", "jit_log", "logger", "set_jit_logging"]
 
@@ -83,13 +84,25 @@ def jit_log(message: str, *args: object) -> None:
     logger.info(message, *args)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (it may be replaced, e.g. by pytest)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _ensure_handler() -> None:
     global _handler
     if _handler is not None:
         return
     with _lock:
         if _handler is None:
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _StderrHandler()
             handler.setFormatter(logging.Formatter("[iris][jit] %(message)s"))
             handler.setLevel(logging.INFO)
             logger.addHandler(handler)

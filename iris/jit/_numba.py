@@ -16,7 +16,8 @@ call of an offloaded function (``import iris`` and decorating never import it).
 
     dispatcher(*args) ─ no specialisation for these types ─▶ CompileGuard (numba's
       ``_compile_for_args`` hook): check argument types, compile under a warnings
-      recorder; a compile error becomes CompileFailed(reason) and the caller falls back.
+      recorder and return the compiled entry; on a compile error return the plain-Python
+      version instead, which numba then calls with the same arguments.
 
 The globals are a snapshot taken at the first call: numba treats globals as compile-time
 constants anyway, and the fallback must see the same values as the compiled code.
@@ -38,9 +39,10 @@ from iris.jit._intrinsics import injected_names, prange
 from iris.jit._log import jit_log
 from iris.jit._options import OffloadOptions
 from iris.jit._rewrite import FunctionSource, RewriteUnavailable, rewrite
-from iris.jit._types import check_args
+from iris.jit._types import NeedsConversion, check_args
 
-__all__ = ["CompileFailed", "CompileGuard", "Kernel", "build_kernel", "import_numba"]
+__all__ = ["CompileGuard", "Kernel", "build_kernel", "describe_error", "import_numba",
+           "unwrap_omitted"]
 
 _numba_lock = threading.Lock()
 _numba: ModuleType | None = None
@@ -63,14 +65,6 @@ def import_numba() -> ModuleType | None:
                     jit_log("imported numba %s in %.1f ms", numba.__version__,
                             (time.perf_counter() - start) * 1e3)
     return _numba
-
-
-class CompileFailed(Exception):
-    """Internal signal from the compile guard: numba could not compile these types."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -235,14 +229,20 @@ class CompileGuard:
     """Stands in for the dispatcher's ``_compile_for_args`` (internal type).
 
     numba calls it, in the calling thread, whenever no compiled specialisation matches the
-    argument types. It checks them (``TypeError`` for unsupported ones), refuses types that
-    failed before, compiles with numba's warnings captured and logged, and turns a compile
-    error into ``CompileFailed``. Runtime errors of the kernel never pass through here: numba
-    runs the compiled code after this returns.
+    argument types, and then calls whatever it returns with the same (folded, positional)
+    arguments. The guard checks the types (``TypeError`` for unsupported ones) and returns:
+
+    - numba's compiled entry point, after compiling (or loading from the disk cache) with
+      numba's warnings captured and logged;
+    - ``on_lists`` when an argument is a list (it copies lists to arrays and calls again);
+    - ``fallback`` (the plain-Python version) when numba cannot compile these types, now or
+      before; the reason is reported once to ``on_failure``.
+
+    Runtime errors of the kernel never pass through here: numba runs the code afterwards.
     """
 
-    def __init__(self, dispatcher: Any, name: str,
-                 on_failure: Callable[[str, str], None]) -> None:
+    def __init__(self, dispatcher: Any, name: str, on_failure: Callable[[str, str], None],
+                 fallback: Callable[..., Any], on_lists: Callable[..., Any]) -> None:
         from numba.core.dispatcher import OmittedArg
         from numba.core.types import Omitted
 
@@ -250,6 +250,8 @@ class CompileGuard:
         self._compile = dispatcher._compile_for_args
         self._name = name
         self._on_failure = on_failure
+        self._fallback = fallback
+        self._on_lists = on_lists
         self._omitted_arg = OmittedArg
         self._omitted = Omitted
         self._failed: dict[tuple[Any, ...], str] = {}
@@ -265,15 +267,17 @@ class CompileGuard:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if getattr(self._active, "on", False):  # numba re-enters with literal arguments
             return self._compile(*args, **kwargs)
-        check_args(self._name, tuple(a for a in args if not isinstance(a, self._omitted_arg)),
-                   names=self._names)
+        try:
+            check_args(self._name, unwrap_omitted(args), names=self._names)
+        except NeedsConversion:
+            return self._on_lists
         types = self._types(args)
-        reason = self._failed.get(types)
-        if reason is not None:
-            raise CompileFailed(reason)
+        if types in self._failed:
+            return self._fallback
         stats = self._dispatcher.stats
         hits = sum(stats.cache_hits.values())
         start = time.perf_counter()
+        failed = False
         self._active.on = True
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -281,16 +285,24 @@ class CompileGuard:
                 try:
                     return self._compile(*args, **kwargs)
                 except Exception as exc:
+                    failed = True
                     reason = describe_error(exc)
                     self._failed[types] = reason
                     self._on_failure(", ".join(map(str, types)), reason)
-                    raise CompileFailed(reason) from None
+                    return self._fallback
         finally:
             self._active.on = False
             for w in caught:
                 jit_log("%s: numba warning: %s", self._name,
                         _ANSI.sub("", str(w.message)).strip())
-            if reason is None:
+            if not failed:
                 how = "loaded from cache" if sum(stats.cache_hits.values()) > hits else "compiled"
                 jit_log("%s(%s) %s in %.1f ms", self._name, ", ".join(map(str, types)), how,
                         (time.perf_counter() - start) * 1e3)
+
+
+def unwrap_omitted(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """numba's folded arguments with its ``OmittedArg`` placeholders replaced by the defaults."""
+    from numba.core.dispatcher import OmittedArg
+
+    return tuple(a.value if isinstance(a, OmittedArg) else a for a in args)

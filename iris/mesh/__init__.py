@@ -4,7 +4,10 @@ Modules, each one concept::
 
     _runtime     Runtime: spawning, sending, stop/join, shutdown, introspection (facade)
     _admin       Runtime: names/paths, supervision, links/monitors, hot swap, timers, overflow
-    _remote      Runtime: the cross-process mesh
+    _remote      Runtime: the cross-process mesh (listen, resolve_remote, proxies)
+    _net         the mesh node: I/O thread, listener, peers, heartbeats
+    _net_wire    batch frames of mesh messages (pure)
+    _net_config  addresses, tokens, network settings
     _kernel      the actor table, spawning, delivery, scheduler hooks
     _lifecycle   death: children, links, monitors, supervisors, timers, join
     _scheduler   run queue and threads, budget (messages per turn)

@@ -69,8 +69,8 @@ def canonical_address(address: object) -> str:
         ValueError: ``address`` is not ``"host:port"`` or ``"tcp://host:port"``.
     """
     if not isinstance(address, str):
-        raise ValueError(f"a mesh address is a str like '127.0.0.1:9000' or "
-                         f"'tcp://127.0.0.1:9000', got {address!r}")
+        raise ValueError(f"a mesh address is a str 'host:port' or 'tcp://host:port', "
+                         f"e.g. '127.0.0.1:9000'; got {address!r}")
     m = _ADDRESS.match(address.strip())
     if m is None or int(m.group(2)) > 65535:
         raise ValueError(f"invalid mesh address {address!r}: expected 'host:port' or "

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from iris._protocol import HEADER, MAGIC, VERSION, Message, MsgType, decode_frames, encode
+from iris._protocol import HEADER, MAGIC, VERSION, MsgType, decode_frames, encode
 from iris.exceptions import ProtocolError
 
 __all__ = ["BATCH_TARGET_BYTES", "control_bytes", "jsonable", "message_bytes", "pack_batch",
@@ -129,8 +129,3 @@ def parse_frame(buf: Any, max_bytes: int) -> list[Any]:
             raise ProtocolError(f"unknown message type 0x{mtype:02x}")
         off = stop
     return out
-
-
-def is_message(item: Any) -> bool:
-    """Whether a parsed item is a ``Message`` (else it is a ``(pid, data)`` tuple)."""
-    return item.__class__ is Message

@@ -72,6 +72,9 @@ class WorkerProcess:
         self.funcs: dict[int, Any] = {}
         self.owner_host: dict[bytes, str] = {}
         self.queue: deque[tuple[bytes, TaskRecord]] = deque()
+        self.pending: dict[bytes, list[ResultRecord]] = {}
+        self.running: list[tuple[bytes, int]] = []  # (owner, task id), innermost last
+        self.oldest = 0.0
         self.seq = 0
         self.host = host_id()
         self.dropped_frames = 0
@@ -113,8 +116,20 @@ class WorkerProcess:
         self._drain()
         self._run_queue()
 
+    def task_blocked(self, blocked: bool) -> None:
+        """Tell the owner of the running task that it waits in ``get`` (or resumed)."""
+        if not self.running:
+            return
+        peer, task_id = self.running[-1]
+        try:
+            self.router.send_multipart([peer, *encode_control(MsgType.REQUEST, {
+                "op": "blocked", "task_id": task_id, "blocked": blocked})])
+        except zmq.ZMQError:
+            pass
+
     def serve_while_waiting(self, timeout_s: float, wake_fd: int) -> None:
         """Run this worker's queue while a task waits in ``iris.get`` (see _context)."""
+        self._flush()
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
         poller.register(wake_fd, zmq.POLLIN)
@@ -159,25 +174,27 @@ class WorkerProcess:
             raise ProtocolError(f"a worker does not take message type 0x{t:02x}")
 
     def _run_queue(self) -> None:
-        pending: dict[bytes, list[ResultRecord]] = {}
-        oldest = 0.0
         queue = self.queue
+        pending = self.pending
         while queue:
             peer, rec = queue.popleft()
             result = self._execute(peer, rec)
             batch = pending.get(peer)
             if batch is None:
                 pending[peer] = batch = []
-                if not oldest:
-                    oldest = time.perf_counter()
+                if not self.oldest:
+                    self.oldest = time.perf_counter()
             batch.append(result)
-            if time.perf_counter() - oldest > _FLUSH_AFTER_S:
-                self._flush(pending)
-                oldest = 0.0
+            if time.perf_counter() - self.oldest > _FLUSH_AFTER_S:
+                self._flush()
                 self._drain()
-        self._flush(pending)
+        self._flush()
 
-    def _flush(self, pending: dict[bytes, list[ResultRecord]]) -> None:
+    def _flush(self) -> None:
+        """Send every finished result. Results are shared by nested ``_run_queue`` frames
+        (see :meth:`serve_while_waiting`), so a blocked task never holds back others'."""
+        pending = self.pending
+        self.oldest = 0.0
         for peer, batch in pending.items():
             frames = encode_results(batch)
             try:
@@ -203,6 +220,7 @@ class WorkerProcess:
     def _execute(self, peer: bytes, rec: TaskRecord) -> ResultRecord:
         t0 = time.perf_counter_ns()
         self.tasks_run += 1
+        self.running.append((peer, rec.task_id))
         try:
             fn = self._function(rec.func_id)
             args, kwargs = from_value(rec.args)
@@ -214,6 +232,8 @@ class WorkerProcess:
             # Skip _execute's own frame when the error came from the user's function.
             user = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
             values = [error_value(exc, 1 if user else 0)]
+        finally:
+            self.running.pop()
         return ResultRecord(rec.task_id, values, time.perf_counter_ns() - t0)
 
     def _result_values(self, peer: bytes, rec: TaskRecord, result: Any) -> list[Value]:
@@ -271,6 +291,7 @@ def main() -> None:
             sys.path.insert(1, path)
     worker = WorkerProcess(cfg)
     _context.wait_hook = worker.serve_while_waiting
+    _context.block_hook = worker.task_blocked
     worker.run()
     # Leave at once: a task may have left threads or pools behind that would hold us up.
     sys.stdout.flush()

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: Array element types every array construct is checked with (the issue's f64, f32, ints, bool).
 ARRAY_DTYPES = [np.float64, np.float32, np.int64, np.int32, np.bool_]
@@ -49,3 +55,16 @@ def assert_same(got: Any, want: Any, rtol: float = 1e-12) -> None:
             assert math.isclose(got, want, rel_tol=rtol, abs_tol=rtol), f"{got!r} != {want!r}"
         return
     assert got == want, f"{got!r} != {want!r}"
+
+
+def run_python(args: list[str], env: dict[str, str] | None = None, timeout_s: float = 90,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` with the repository importable; fail with its output if it fails."""
+    full_env = {**os.environ, **(env or {})}
+    full_env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO), *filter(None, [full_env.get("PYTHONPATH")])])
+    proc = subprocess.run([sys.executable, *args], env=full_env, cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=timeout_s)
+    assert proc.returncode == 0, (f"python {' '.join(args)} exited with {proc.returncode}\n"
+                                  f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc

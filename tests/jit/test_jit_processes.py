@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_python
+from _jit_testing import REPO, run_python
 
 pytestmark = pytest.mark.slow
 

@@ -180,10 +180,3 @@ def test_reply_answers_only_the_message_just_received(rt: Runtime) -> None:
     assert answered == [False]
     with pytest.raises(ActorDiedError, match="without answering"):
         unanswered.result()
-
-
-def test_remote_methods_say_they_are_missing(rt: Runtime) -> None:
-    with pytest.raises(NotImplementedError, match="cross-process"):
-        rt.send_remote("127.0.0.1:9000", 1, b"x")
-    with pytest.raises(NotImplementedError, match="cross-process"):
-        rt.listen("127.0.0.1:0")
