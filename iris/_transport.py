@@ -160,11 +160,15 @@ def bind_server(kind: int, creds: Credentials, endpoint: str,
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1) if kind == zmq.ROUTER else None
     sock.sndhwm = sock.rcvhwm = 0
     sock.copy_threshold = _COPY_THRESHOLD
-    if endpoint.startswith("tcp://") and endpoint.endswith((":0", ":*")):
-        base = endpoint.rsplit(":", 1)[0]
-        port = sock.bind_to_random_port(base)
-        return sock, f"{base}:{port}"
-    sock.bind(endpoint)
+    try:
+        if endpoint.startswith("tcp://") and endpoint.endswith((":0", ":*")):
+            base = endpoint.rsplit(":", 1)[0]
+            port = sock.bind_to_random_port(base)
+            return sock, f"{base}:{port}"
+        sock.bind(endpoint)
+    except BaseException:
+        sock.close(0)  # a failed bind must not leak the socket
+        raise
     return sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
 

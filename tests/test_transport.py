@@ -145,3 +145,12 @@ def test_loop_runs_every_call_from_many_threads() -> None:
         loop.stop()
         thread.join(5)
         loop.close()
+
+
+def test_failed_bind_is_a_clear_error_and_leaks_nothing(creds: Credentials) -> None:
+    server, endpoint = bind_server(zmq.ROUTER, creds, "tcp://127.0.0.1:0")
+    try:
+        with pytest.raises(zmq.ZMQError):
+            bind_server(zmq.ROUTER, creds, endpoint)  # the port is taken
+    finally:
+        server.close(0)
