@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 import time
 from typing import Any, Callable
@@ -53,9 +54,20 @@ log = logging.getLogger("iris.daemon")
 
 # ---------------------------------------------------------------------- state files
 def state_dir() -> str:
-    """Where clusters leave their address and token for local joiners (mode 0700)."""
+    """Where clusters leave their address and token for local joiners (mode 0700).
+
+    Its files are mode 0600 themselves; what matters about the directory is its owner.
+
+    Raises:
+        IrisError: the path exists but is not a directory of this user's (someone else
+            could have made ``/tmp/iris-<uid>`` first, to swap the state files in it).
+    """
     path = os.environ.get("IRIS_STATE_DIR") or f"/tmp/iris-{os.getuid()}"
     os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise IrisError(f"the iris state directory {path} is not a directory owned by this "
+                        f"user: remove it, or set IRIS_STATE_DIR to a private directory")
     return path
 
 
@@ -66,7 +78,7 @@ def _state_path(cluster_id: str) -> str:
 def write_private_file(path: str, text: str) -> None:
     """Write ``text`` to ``path`` atomically, readable by its owner only (mode 0600)."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)
@@ -174,7 +186,7 @@ def default_ip(toward: str | None = None) -> str:
 
     With ``toward`` (a host we will talk to), the address of the interface the routing
     table picks for it; otherwise the default route's interface; failing that, the first
-    non-loopback address of an interface that is up; failing everything, ``127.0.0.1``.
+    non-loopback address (of an interface that is up, if any); failing all, ``127.0.0.1``.
     Connecting a UDP socket sends no packet: it only asks the routing table.
     """
     for target in ([toward] if toward else []) + ["192.0.2.1"]:  # TEST-NET-1: never routed
@@ -190,12 +202,11 @@ def default_ip(toward: str | None = None) -> str:
         import psutil
 
         stats = psutil.net_if_stats()
-        for name, addrs in psutil.net_if_addrs().items():
-            if name in stats and not stats[name].isup:
-                continue
-            for a in addrs:
-                if a.family == socket.AF_INET and not a.address.startswith(("127.", "169.254.")):
-                    return str(a.address)
+        found = [(not (name in stats and stats[name].isup), str(a.address))
+                 for name, addrs in psutil.net_if_addrs().items() for a in addrs
+                 if a.family == socket.AF_INET and not a.address.startswith(("127.", "169.254."))]
+        if found:
+            return sorted(found, key=lambda f: f[0])[0][1]  # up and running first
     except Exception:  # noqa: BLE001  psutil missing or /proc unreadable: fall through
         pass
     return "127.0.0.1"
@@ -324,7 +335,8 @@ def run(cfg: dict[str, Any], on_ready: Callable[[dict[str, Any]], None] | None =
         if cfg.get("watch_stdin"):
             loop.add_reader(sys.stdin.fileno(), lambda: _on_stdin(loop))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda *_: loop.stop())
+            if signal.getsignal(sig) != signal.SIG_IGN:  # e.g. SIGHUP under nohup stays so
+                signal.signal(sig, lambda *_: loop.stop())
         ready = {"address": advertised, "cluster_id": cluster_id, "pid": os.getpid()}
         ready_fd = cfg.get("ready_fd")
         if ready_fd is not None:

@@ -36,6 +36,7 @@ from typing import Any, NoReturn, Sequence
 __all__ = ["main"]
 
 DEFAULT_PORT = 6380
+_TOKEN_CHARS = 40  # a z85-encoded CURVE secret key
 _EXAMPLES = """\
 examples:
   iris start --head --token-file ~/.iris-token      # on the head machine
@@ -162,14 +163,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _glue_tokens(argv: Sequence[str]) -> list[str]:
+    """``--token -abc...`` as ``--token=-abc...``: a token may start with ``-`` (it is z85
+    text), which argparse would otherwise take for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--token" and i + 1 < len(argv) and len(argv[i + 1]) == _TOKEN_CHARS:
+            out.append(f"--token={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``iris`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_glue_tokens(sys.argv[1:] if argv is None else argv))
     from iris.exceptions import IrisError
 
     try:
         return int(args.func(args) or 0)
-    except (CliError, IrisError, ValueError) as exc:
+    except (CliError, IrisError, ValueError, OSError) as exc:
         print(f"iris: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -292,14 +308,13 @@ def _cmd_start(args: argparse.Namespace) -> int:
 def _head_token(args: argparse.Namespace) -> tuple[str, str]:
     """The head's token and a description of where it lives."""
     from iris._daemon import write_private_file
-    from iris._transport import Credentials
 
     if args.token_file:
         path = os.path.abspath(os.path.expanduser(args.token_file))
         if os.path.exists(path):
             token = _check_token(_read_token_file(path))
             return token, f"read from {path}"
-        token = Credentials.generate().token
+        token = _new_token()
         try:
             write_private_file(path, token + "\n")
         except OSError as exc:
@@ -307,7 +322,17 @@ def _head_token(args: argparse.Namespace) -> tuple[str, str]:
         return token, f"written to {path} (mode 0600)"
     if os.environ.get("IRIS_TOKEN"):
         return _check_token(os.environ["IRIS_TOKEN"]), "from $IRIS_TOKEN"
-    return Credentials.generate().token, ""
+    return _new_token(), ""
+
+
+def _new_token() -> str:
+    """A fresh cluster token that does not start with ``-`` (easier on command lines)."""
+    from iris._transport import Credentials
+
+    while True:
+        token = Credentials.generate().token
+        if not token.startswith("-"):
+            return token
 
 
 def _start_head(args: argparse.Namespace) -> int:
@@ -397,7 +422,7 @@ def _print_head_banner(info: dict[str, Any], args: argparse.Namespace, num_worke
         f"  {env}iris start --worker --address {address}{auth}",
         "Run a batch job (or call iris.init(address=..., token=...) in a driver):",
         f"  {env}iris submit --address {address}{auth} script.py",
-        "Status and stop (on this machine no address or token is needed):",
+        "Status and stop (on this machine `iris status` and `iris stop` alone will do):",
         f"  iris status --address {address}{auth}",
         f"  iris stop --address {address}{auth}      (or Ctrl-C here)",
     ]
@@ -481,16 +506,15 @@ def _cmd_stop(args: argparse.Namespace) -> int:
 
     address, _token, _reply = _ask(args, "shutdown")
     state = find_state(address)
-    if state is not None:  # a head on this machine: wait until it is really gone
-        import psutil
+    if state is not None:  # a head on this machine: wait until it has stopped its workers
+        import time
 
-        try:
-            psutil.Process(int(state["pid"])).wait(args.timeout)
-        except psutil.NoSuchProcess:
-            pass
-        except psutil.TimeoutExpired:
-            _fail(f"the head at {address} (pid {state['pid']}) accepted the request but "
-                  f"was still running after {args.timeout:g} s")
+        deadline = time.monotonic() + args.timeout
+        while find_state(address) is not None:  # its state file goes last
+            if time.monotonic() > deadline:
+                _fail(f"the head at {address} (pid {state['pid']}) accepted the request but "
+                      f"was still running after {args.timeout:g} s")
+            time.sleep(0.05)
     print(f"stopped the cluster at {address}")
     return 0
 
