@@ -72,6 +72,16 @@ def _credentials(address: str, token: str | None) -> tuple[Any, str]:
     return Credentials.from_token(token), _endpoint(address)
 
 
+def _owner_host(endpoint: str) -> str:
+    """The address this driver's owner socket listens on: one the head's side can reach."""
+    from iris._daemon import default_ip
+
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0]
+    if host.startswith("127.") or host in ("localhost", "::1"):
+        return "127.0.0.1"
+    return default_ip(toward=host)
+
+
 def init(address: str | None = None, *, num_workers: int | None = None,
          token: str | None = None, ignore_reinit_error: bool = False,
          inline_threshold: int | None = None, max_frame_bytes: int | None = None,
@@ -135,7 +145,8 @@ def init(address: str | None = None, *, num_workers: int | None = None,
                                  "cluster's size is set by `iris start`")
             creds, endpoint = _credentials(address, token)
             client = Client(endpoint, creds, inline_threshold=threshold,
-                            max_frame_bytes=max_frame, connect_timeout_s=connect_timeout_s)
+                            max_frame_bytes=max_frame, connect_timeout_s=connect_timeout_s,
+                            bind_host=_owner_host(endpoint))
             ctx = ClusterContext(endpoint, client.cluster_id, False, None, creds.token)
         _client, _ctx = client, ctx
         if not _atexit_registered:

@@ -57,8 +57,10 @@ class Credentials:
     @classmethod
     def generate(cls) -> Credentials:
         """Fresh throw-away credentials."""
-        public, secret = zmq.curve_keypair()
-        return cls(public, secret)
+        while True:
+            public, secret = zmq.curve_keypair()
+            if not secret.startswith(b"-"):  # a token must not look like a CLI option
+                return cls(public, secret)
 
     @classmethod
     def from_token(cls, token: str | bytes) -> Credentials:
