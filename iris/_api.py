@@ -182,6 +182,8 @@ def _client_for_call(what: str) -> Any:
     cfg = _context.worker_config
     if cfg is not None:  # inside a worker: join its own cluster on first use
         return _connect_from_worker(cfg)
+    if not what.endswith(")"):
+        what = f"{what}.remote()"
     raise NotInitializedError(f"Attempted to call {what} before iris.init(); call "
                               f"iris.init() or iris.init(address=...) first")
 

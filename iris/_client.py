@@ -53,7 +53,7 @@ from iris._protocol import (
     encode_tasks,
 )
 from iris._refs import ObjectRef, ResolvedArg, collect_refs, set_resolver
-from iris._serialization import describe_unpicklable, dumps, nbytes
+from iris._serialization import describe_unpicklable, dumps, dumps_plain, nbytes
 from iris._store import host_id, unlink_segment
 from iris._transport import Credentials, Loop, bind_server, connect_client, recv_frames
 from iris._values import (
@@ -88,6 +88,10 @@ class FunctionInfo:
     func_id: int
     blob: bytes
     name: str
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or f"task {self.name}"
 
 
 class _Object:
@@ -172,6 +176,7 @@ class Client:
         # Written when an object settles while a worker's task waits through wait_hook.
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.hook_waiters = 0
+        self.settled = False  # an object settled since waiters were last woken
         self.avg_exec_s = 0.0
         self.closed = False
         self.segment_seq = itertools.count(1)
@@ -266,11 +271,6 @@ class Client:
         w.blocked.clear()
 
     # ------------------------------------------------------------------ submission
-    def _schedule_submit(self) -> None:
-        if not self.submit_scheduled:
-            self.submit_scheduled = True
-            self.loop.call_soon_threadsafe(self._on_submits)
-
     def _on_submits(self) -> None:
         self.submit_scheduled = False
         q = self.submit_q
@@ -313,54 +313,68 @@ class Client:
         return max(1, min(_MAX_CAP, int(_TARGET_INFLIGHT_S / avg)))
 
     def _dispatch(self) -> None:
-        if not self.ready or not self.workers:
+        """Send ready tasks to workers (every I/O handler ends here; so does waking getters)."""
+        self._wake_waiters()
+        ready = self.ready
+        if not ready or not self.workers:
             return
         cap = self._cap()
         batches: dict[str, list[TaskRecord]] = {}
         defines: dict[str, list[Any]] = {}
         workers = list(self.workers.values())
-        ready = self.ready
         while ready:
             w = min(workers, key=_Worker.load)
-            if w.load() >= cap:
+            room = cap - w.load()
+            if room <= 0:
                 break
-            task = ready.popleft()
-            try:
-                rec = self._task_record(task, w)
-            except Exception as exc:  # e.g. a shared-memory write failed
-                self._fail_task(task, exc)
-                continue
-            if task.func.func_id not in w.defined:
-                w.defined.add(task.func.func_id)
-                defines.setdefault(w.worker_id, []).extend(
-                    encode_define(task.func.func_id, task.func.blob))
-            task.worker = w.worker_id
-            w.inflight[task.task_id] = task
-            batches.setdefault(w.worker_id, []).append(rec)
+            # Hand out work in shares, so that every worker gets some of a large burst.
+            share = min(room, len(ready), -(-len(ready) // len(workers)))
+            recs = batches.get(w.worker_id)
+            if recs is None:
+                recs = batches[w.worker_id] = []
+            inflight, defined = w.inflight, w.defined
+            for _ in range(share):
+                task = ready.popleft()
+                try:
+                    rec = self._task_record(task, w)
+                except Exception as exc:  # e.g. a shared-memory write failed
+                    self._fail_task(task, exc)
+                    continue
+                func = task.func
+                if func.func_id not in defined:
+                    defined.add(func.func_id)
+                    defines.setdefault(w.worker_id, []).extend(
+                        encode_define(func.func_id, func.blob))
+                task.worker = w.worker_id
+                inflight[task.oids[0]] = task
+                recs.append(rec)
         for wid, recs in batches.items():
-            frames = defines.get(wid, []) + encode_tasks(recs)
-            self.workers[wid].sock.send_multipart(frames, copy=False)
+            if recs:
+                frames = defines.get(wid, []) + encode_tasks(recs)
+                self.workers[wid].sock.send_multipart(frames, copy=False)
 
     def _task_record(self, task: _Task, w: _Worker) -> TaskRecord:
-        if task.args_value is None or (is_shm(task.args_value) and w.host != self.host):
-            name = None
-            if w.host == self.host and task.buffers and task.args_segment is None:
-                name = task.args_segment = self._segment_name()
-            task.args_value = pack(task.header, task.buffers, self.threshold, name)
-            if not is_shm(task.args_value):
-                task.args_segment = None
         args = task.args_value
-        if is_shm(args) and w.host != self.host:
+        same_host = w.host == self.host
+        if args is None or (args.kind == ValueKind.SHM and not same_host):
+            name = None
+            if same_host and task.buffers and task.args_segment is None:
+                name = task.args_segment = self._segment_name()
+            args = task.args_value = pack(task.header, task.buffers, self.threshold, name)
+            if args.kind != ValueKind.SHM:
+                task.args_segment = None
+        if args.kind == ValueKind.SHM and not same_host:
             args = inline_copy(args)
         resolved = []
-        for ref in task.deps or ():
-            obj = self._object(ref)
-            assert obj is not None and obj.value is not None
-            v = obj.value
-            if is_shm(v) and shm_location(v).get("host") != w.host:
-                v = inline_copy(v)
-            resolved.append(v)
-        return TaskRecord(task.task_id, task.func.func_id, task.num_returns, args, resolved)
+        if task.deps:
+            for ref in task.deps:
+                obj = self._object(ref)
+                assert obj is not None and obj.value is not None
+                v = obj.value
+                if is_shm(v) and shm_location(v).get("host") != w.host:
+                    v = inline_copy(v)
+                resolved.append(v)
+        return TaskRecord(task.oids[0], task.func.func_id, task.num_returns, args, resolved)
 
     def _segment_name(self) -> str:
         return f"iris-{self.cluster_id}-c{id(self) & 0xFFFFFF:x}-{next(self.segment_seq)}"
@@ -451,6 +465,13 @@ class Client:
                 except Exception:
                     log.exception("object callback failed")
             obj.callbacks = None
+        self.settled = True
+
+    def _wake_waiters(self) -> None:
+        """Wake threads blocked in get/wait, once per batch of settled objects."""
+        if not self.settled:
+            return
+        self.settled = False
         if self.waiters:
             with self.cv:
                 self.cv.notify_all()
@@ -550,30 +571,50 @@ class Client:
             obj.callbacks = (obj.callbacks or []) + [reply]
 
     # ================================================================== user threads
-    def submit(self, func: FunctionInfo, args: Sequence[Any], kwargs: dict[str, Any],
+    def submit(self, func: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any],
                num_returns: int = 1, max_retries: int = 3) -> list[ObjectRef]:
         """Queue a task; returns one ObjectRef per return value. Any thread."""
         if self.closed:
             raise IrisError("this iris client is shut down")
         deps: list[ObjectRef] | None = None
-        if any(type(a) is ObjectRef for a in args) or any(
-                type(v) is ObjectRef for v in kwargs.values()):
-            deps = []
-            args = [_placeholder(a, deps) for a in args]
+        for a in args:
+            if type(a) is ObjectRef:
+                deps = []
+                break
+        else:
+            if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
+                deps = []
+        if deps is not None:
+            args = tuple([_placeholder(a, deps) for a in args])
             kwargs = {k: _placeholder(v, deps) for k, v in kwargs.items()}
-        with collect_refs() as pinned:
-            try:
-                header, buffers = dumps((tuple(args), kwargs))
-            except TypeError:
-                raise TypeError(f"{func.name}.remote(): "
-                                f"{describe_unpicklable(args, kwargs)}") from None
-        oids = [next(self.oids) for _ in range(num_returns)]
-        for oid in oids:
-            self.objects[oid] = _Object(f"task {func.name}")
-        refs = [ObjectRef(oid, self.address) for oid in oids]
+        payload = (args, kwargs)
+        pinned: list[ObjectRef] = []
+        plain = dumps_plain(payload)
+        if plain is not None:
+            header, buffers = plain
+        else:
+            with collect_refs() as pinned:
+                try:
+                    header, buffers = dumps(payload)
+                except TypeError:
+                    raise TypeError(f"{func.name}.remote(): "
+                                    f"{describe_unpicklable(args, kwargs)}") from None
+        objects, address, where = self.objects, self.address, func.label
+        if num_returns == 1:
+            oid = next(self.oids)
+            oids = [oid]
+            objects[oid] = _Object(where)
+            refs = [ObjectRef(oid, address)]
+        else:
+            oids = [next(self.oids) for _ in range(num_returns)]
+            for oid in oids:
+                objects[oid] = _Object(where)
+            refs = [ObjectRef(oid, address) for oid in oids]
         self.submit_q.append(_Task(oids, func, header, buffers, deps, pinned, num_returns,
                                    max_retries))
-        self._schedule_submit()
+        if not self.submit_scheduled:
+            self.submit_scheduled = True
+            self.loop.call_soon_threadsafe(self._on_submits)
         return refs
 
     def put(self, value: Any) -> ObjectRef:

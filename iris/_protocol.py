@@ -76,6 +76,9 @@ _TASK = struct.Struct("!QQHH")
 _RESULT = struct.Struct("!QQH")
 # value prefix: kind, nbufs, data length
 _VALUE = struct.Struct("!BHI")
+# the common records packed in one call: a task / a result with its first value's prefix
+_TASK_VALUE = struct.Struct("!QQHHBHI")
+_RESULT_VALUE = struct.Struct("!QQHBHI")
 
 
 class MsgType:
@@ -312,11 +315,16 @@ def _get_value(p: Any, off: int, bufs: Sequence[Any], bi: int) -> tuple[Value, i
 
 def encode_tasks(tasks: Sequence[TaskRecord]) -> list[Any]:
     """Frames of one TASKS batch."""
-    parts: list[bytes] = [_U32.pack(len(tasks))]
+    parts: list[Any] = [_U32.pack(len(tasks))]
     bufs: list[Any] = []
+    append, pack = parts.append, _TASK_VALUE.pack
     for t in tasks:
-        parts.append(_TASK.pack(t.task_id, t.func_id, t.num_returns, len(t.resolved)))
-        _put_value(parts, bufs, t.args)
+        a = t.args
+        append(pack(t.task_id, t.func_id, t.num_returns, len(t.resolved), a.kind,
+                    len(a.buffers), len(a.data)))
+        append(a.data)
+        if a.buffers:
+            bufs.extend(a.buffers)
         for v in t.resolved:
             _put_value(parts, bufs, v)
     return encode(MsgType.TASKS, b"".join(parts), bufs)
@@ -325,32 +333,49 @@ def encode_tasks(tasks: Sequence[TaskRecord]) -> list[Any]:
 def decode_tasks(msg: Message) -> list[TaskRecord]:
     """The records of a TASKS batch; raises ProtocolError on any inconsistency."""
     p, bufs = msg.payload, msg.buffers
-    if len(p) < 4:
+    plen, nbufs = len(p), len(bufs)
+    if plen < 4:
         raise ProtocolError("task batch shorter than its count")
     (count,) = _U32.unpack_from(p, 0)
     off, bi, out = 4, 0, []
+    unpack = _TASK_VALUE.unpack_from
+    size = _TASK_VALUE.size
     for _ in range(count):
-        if off + _TASK.size > len(p):
+        if off + size > plen:
             raise ProtocolError("task record truncated")
-        task_id, func_id, nret, nres = _TASK.unpack_from(p, off)
-        args, off, bi = _get_value(p, off + _TASK.size, bufs, bi)
+        task_id, func_id, nret, nres, kind, nb, dlen = unpack(p, off)
+        off += size
+        if kind > ValueKind.REMOTE or off + dlen > plen or bi + nb > nbufs:
+            raise ProtocolError("task record's argument value is malformed or truncated")
+        args = Value(kind, p[off:off + dlen], list(bufs[bi:bi + nb]) if nb else [])
+        off += dlen
+        bi += nb
         resolved = []
         for _ in range(nres):
             v, off, bi = _get_value(p, off, bufs, bi)
             resolved.append(v)
         out.append(TaskRecord(task_id, func_id, nret, args, resolved))
-    _check_consumed(off, len(p), bi, len(bufs), "task batch")
+    _check_consumed(off, plen, bi, nbufs, "task batch")
     return out
 
 
 def encode_results(results: Sequence[ResultRecord], msg_type: int = MsgType.RESULTS,
                    request_id: int = 0) -> list[Any]:
     """Frames of one RESULTS batch (or an OBJ_VALUE reply with ``msg_type``)."""
-    parts: list[bytes] = [_U32.pack(len(results))]
+    parts: list[Any] = [_U32.pack(len(results))]
     bufs: list[Any] = []
+    append, pack = parts.append, _RESULT_VALUE.pack
     for r in results:
-        parts.append(_RESULT.pack(r.task_id, r.exec_ns, len(r.values)))
-        for v in r.values:
+        values = r.values
+        if len(values) == 1:
+            v = values[0]
+            append(pack(r.task_id, r.exec_ns, 1, v.kind, len(v.buffers), len(v.data)))
+            append(v.data)
+            if v.buffers:
+                bufs.extend(v.buffers)
+            continue
+        append(_RESULT.pack(r.task_id, r.exec_ns, len(values)))
+        for v in values:
             _put_value(parts, bufs, v)
     return encode(msg_type, b"".join(parts), bufs, request_id=request_id)
 
@@ -358,21 +383,34 @@ def encode_results(results: Sequence[ResultRecord], msg_type: int = MsgType.RESU
 def decode_results(msg: Message) -> list[ResultRecord]:
     """The records of a RESULTS batch or OBJ_VALUE reply."""
     p, bufs = msg.payload, msg.buffers
-    if len(p) < 4:
+    plen, nbufs = len(p), len(bufs)
+    if plen < 4:
         raise ProtocolError("result batch shorter than its count")
     (count,) = _U32.unpack_from(p, 0)
     off, bi, out = 4, 0, []
+    unpack1 = _RESULT_VALUE.unpack_from
+    size1 = _RESULT_VALUE.size
     for _ in range(count):
-        if off + _RESULT.size > len(p):
+        if off + _RESULT.size > plen:
             raise ProtocolError("result record truncated")
         task_id, exec_ns, nval = _RESULT.unpack_from(p, off)
+        if nval == 1 and off + size1 <= plen:
+            _, _, _, kind, nb, dlen = unpack1(p, off)
+            off += size1
+            if kind > ValueKind.REMOTE or off + dlen > plen or bi + nb > nbufs:
+                raise ProtocolError("result value is malformed or truncated")
+            out.append(ResultRecord(task_id, [Value(
+                kind, p[off:off + dlen], list(bufs[bi:bi + nb]) if nb else [])], exec_ns))
+            off += dlen
+            bi += nb
+            continue
         off += _RESULT.size
         values = []
         for _ in range(nval):
             v, off, bi = _get_value(p, off, bufs, bi)
             values.append(v)
         out.append(ResultRecord(task_id, values, exec_ns))
-    _check_consumed(off, len(p), bi, len(bufs), "result batch")
+    _check_consumed(off, plen, bi, nbufs, "result batch")
     return out
 
 

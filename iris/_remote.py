@@ -6,6 +6,7 @@ import hashlib
 import threading
 from typing import Any, Callable, TypeVar, overload
 
+from iris._api import _client_for_call
 from iris._refs import ObjectRef
 
 __all__ = ["RemoteFunction", "remote"]
@@ -90,12 +91,12 @@ class RemoteFunction:
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         """Submit one task; returns its ObjectRef (or a list, with ``num_returns > 1``)."""
-        from iris._api import _client_for_call
-
-        client = _client_for_call(f"{self.__name__}.remote()")
-        n = self._options.get("num_returns", 1)
-        refs: list[ObjectRef] = client.submit(self._function_info(), args, kwargs, n,
-                                              self._options.get("max_retries", 3))
+        client = _client_for_call(self.__name__)
+        info = self._info or self._function_info()
+        opts = self._options
+        n = opts.get("num_returns", 1)
+        refs: list[ObjectRef] = client.submit(info, args, kwargs, n,
+                                              opts.get("max_retries", 3))
         return refs[0] if n == 1 else refs
 
 

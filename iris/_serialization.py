@@ -24,6 +24,7 @@ __all__ = [
     "dumps",
     "dumps_error",
     "dumps_function",
+    "dumps_plain",
     "loads",
     "loads_error",
     "nbytes",
@@ -52,15 +53,47 @@ def _is_plain(obj: Any) -> bool:
     return _is_leaf(obj)
 
 
+def dumps_plain(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]] | None:
+    """Serialize with plain pickle when ``obj`` needs nothing more; else None (fast path).
+
+    Plain means builtin scalars and numpy arrays, inside at most two levels of tuples,
+    lists and dicts (which covers a task's ``(args, kwargs)``): such a value holds no code,
+    no ``__main__`` classes and no ObjectRefs.
+    """
+    if not _plain_deep(obj, 2):
+        return None
+    buffers: list[pickle.PickleBuffer] = []
+    return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append), buffers
+
+
+def _plain_deep(obj: Any, depth: int) -> bool:
+    t = type(obj)
+    if t in _PLAIN:
+        return True
+    if t is tuple or t is list:
+        items: Any = obj
+    elif t is dict:
+        items = obj.values()
+    else:
+        return _is_leaf(obj)
+    if depth == 0:
+        return False
+    for x in items:
+        if type(x) not in _PLAIN and not _plain_deep(x, depth - 1):
+            return False
+    return True
+
+
 def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     """Serialize ``obj``; returns the pickle stream and its out-of-band buffers.
 
     Raises:
         TypeError: ``obj`` (or something inside it) cannot be serialized.
     """
+    plain = dumps_plain(obj)
+    if plain is not None:
+        return plain
     buffers: list[pickle.PickleBuffer] = []
-    if _is_plain(obj) or (type(obj) is tuple and all(_is_plain(x) for x in obj)):
-        return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append), buffers
     try:
         data = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     except Exception as exc:  # pickling raises many types: TypeError, PicklingError, ...
