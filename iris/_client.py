@@ -54,7 +54,7 @@ from iris._protocol import (
 )
 from iris._refs import ObjectRef, ResolvedArg, collect_refs, set_resolver
 from iris._serialization import describe_unpicklable, dumps, dumps_plain, nbytes
-from iris._store import host_id, unlink_segment
+from iris._store import clear_pool, host_id, release_segment
 from iris._transport import Credentials, Loop, bind_server, connect_client, recv_frames
 from iris._values import (
     DEFAULT_INLINE_THRESHOLD,
@@ -428,7 +428,7 @@ class Client:
             obj = self.objects.get(oid)
             if obj is None:  # every ref to it is gone already
                 if is_shm(v):
-                    unlink_segment(shm_location(v)["name"])
+                    release_segment(shm_location(v)["name"])
                 continue
             if is_shm(v):
                 obj.owned_segment = shm_location(v)["name"]
@@ -437,7 +437,7 @@ class Client:
 
     def _finish_task(self, task: _Task) -> None:
         if task.args_segment is not None:
-            unlink_segment(task.args_segment)
+            release_segment(task.args_segment)
             task.args_segment = None
         task.deps = None
         task.pinned = []
@@ -760,7 +760,7 @@ class Client:
         if owner == self.address:
             obj = self.objects.pop(oid, None)
             if obj is not None and obj.owned_segment is not None:
-                unlink_segment(obj.owned_segment)
+                release_segment(obj.owned_segment)
         else:
             self.borrowed.pop(key, None)
 
@@ -783,7 +783,8 @@ class Client:
         self.thread.join(5)
         for obj in list(self.objects.values()):
             if obj.owned_segment is not None:
-                unlink_segment(obj.owned_segment)
+                release_segment(obj.owned_segment)
+        clear_pool()
         self.objects.clear()
         self.borrowed.clear()
         with self.cv:

@@ -12,7 +12,7 @@ from typing import Any
 
 from iris._protocol import Value, ValueKind
 from iris._serialization import dumps, dumps_error, loads, loads_error, nbytes
-from iris._store import host_id, map_segment, read_segment_bytes, write_segment
+from iris._store import SegmentLost, host_id, map_segment, read_segment_bytes, write_segment
 from iris.exceptions import ObjectLostError, TaskError
 
 __all__ = [
@@ -83,7 +83,7 @@ def from_value(v: Value, where: str = "") -> Any:
                                   f"{loc.get('host')}, not here")
         try:
             header, bufs = map_segment(loc)
-        except FileNotFoundError:
+        except SegmentLost:
             raise ObjectLostError(f"object segment {loc.get('name')} no longer exists "
                                   f"(freed, or its node shut down)") from None
         return loads(header, bufs)

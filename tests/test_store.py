@@ -56,3 +56,64 @@ def test_bad_segment_names_are_refused() -> None:
         _store.write_segment("../etc/passwd", b"", [])
     with pytest.raises(ValueError):
         _store.unlink_segment("notiris")
+
+
+def test_freed_segments_are_recycled_when_nobody_maps_them(cluster_id: str) -> None:
+    _store.clear_pool()
+    a = np.arange(200_000, dtype=np.float64)
+    header, bufs = s.dumps(a)
+    loc1 = _store.write_segment(f"iris-{cluster_id}-10", header, bufs)
+    ino1 = os.stat(os.path.join(_store.SHM_DIR, loc1["name"])).st_ino
+    before = _store.pool_statistics()["reused"]
+    _store.release_segment(loc1["name"])
+    assert not os.path.exists(os.path.join(_store.SHM_DIR, loc1["name"]))
+    b = np.full(200_000, 7.0)
+    header, bufs = s.dumps(b)
+    loc2 = _store.write_segment(f"iris-{cluster_id}-11", header, bufs)
+    assert _store.pool_statistics()["reused"] == before + 1
+    assert os.stat(os.path.join(_store.SHM_DIR, loc2["name"])).st_ino == ino1  # same pages
+    h, views = _store.map_segment(loc2)
+    np.testing.assert_array_equal(pickle.loads(h, buffers=views), b)
+    # The old location must not read the new object's bytes.
+    with pytest.raises(_store.SegmentLost):
+        loc_stale = dict(loc1, name=loc2["name"])
+        _store.map_segment(loc_stale)
+
+
+def test_a_mapped_segment_is_never_recycled(cluster_id: str) -> None:
+    a = np.arange(200_000, dtype=np.float64)
+    header, bufs = s.dumps(a)
+    loc = _store.write_segment(f"iris-{cluster_id}-20", header, bufs)
+    h, views = _store.map_segment(loc)
+    view = pickle.loads(h, buffers=views)
+    del h, views
+    _store.release_segment(loc["name"])  # mapped: must be unlinked, not pooled
+    header, bufs = s.dumps(np.zeros(200_000))
+    _store.write_segment(f"iris-{cluster_id}-21", header, bufs)
+    np.testing.assert_array_equal(view, a)  # the reader's data did not change
+
+
+def test_missing_segment_is_lost(cluster_id: str) -> None:
+    with pytest.raises(_store.SegmentLost):
+        _store.map_segment({"name": f"iris-{cluster_id}-404", "size": 1, "hdr": 0, "bufs": []})
+
+
+def test_release_waits_for_this_process_to_unmap(cluster_id: str) -> None:
+    import gc
+
+    _store.clear_pool()
+    header, bufs = s.dumps(np.ones(200_000))
+    loc = _store.write_segment(f"iris-{cluster_id}-30", header, bufs)
+    path = os.path.join(_store.SHM_DIR, loc["name"])
+    h, views = _store.map_segment(loc)
+    view = pickle.loads(h, buffers=views)
+    del h, views
+    _store.release_segment(loc["name"])  # our own view still maps it: deferred
+    assert os.path.exists(path)
+    assert view.sum() == 200_000.0
+    del view
+    gc.collect()
+    assert not os.path.exists(path)
+    assert _store.pool_statistics()["segments"] == 1  # pooled once unmapped
+    _store.clear_pool()
+    assert _store.pool_statistics()["segments"] == 0
