@@ -284,8 +284,8 @@ def ask_head(address: str, token: str, op: str, timeout_s: float = 5.0) -> dict[
 
 
 # ---------------------------------------------------------------------- the daemon
-def run(cfg: dict[str, Any], on_ready: Callable[[dict[str, Any]], None] | None = None
-        ) -> None:
+def run(cfg: dict[str, Any], on_ready: Callable[[dict[str, Any]], None] | None = None,
+        prespawned: list[Any] | None = None) -> None:
     """Run head and/or node manager until told to stop. Blocks.
 
     Args:
@@ -293,6 +293,8 @@ def run(cfg: dict[str, Any], on_ready: Callable[[dict[str, Any]], None] | None =
             ``iris.cli`` for the keys their callers set).
         on_ready: called once the head listens and the node manager started, with
             ``{"address", "cluster_id", "pid", ...}``.
+        prespawned: worker processes already started (see ``iris._boot``), waiting for
+            their configuration line on stdin.
     """
     from iris.head._service import HeadService
     from iris.worker._node import NodeManager
@@ -324,7 +326,7 @@ def run(cfg: dict[str, Any], on_ready: Callable[[dict[str, Any]], None] | None =
         if cfg.get("num_workers", 0) > 0 or not cfg.get("head", True):
             node_id = cfg.get("node_id") or f"n{cluster_id}{os.getpid()}"
             node_cfg = dict(cfg, head_endpoint=head_endpoint, node_id=node_id)
-            node = NodeManager(loop, creds, node_cfg)
+            node = NodeManager(loop, creds, node_cfg, prespawned=prespawned)
             node.start()
             if not cfg.get("head", True) and cfg.get("write_state", True):
                 state_files.append(write_state(node_id, {
@@ -382,10 +384,14 @@ def main() -> None:
     line = sys.stdin.readline()
     if not line:
         return
-    cfg = json.loads(line)
+    serve(json.loads(line))
+
+
+def serve(cfg: dict[str, Any], prespawned: list[Any] | None = None) -> None:
+    """Run the daemon process until it is told to stop, then leave at once."""
     logging.basicConfig(level=os.environ.get("IRIS_LOG_LEVEL", "WARNING"),
                         format="[iris daemon] %(levelname)s %(name)s: %(message)s")
-    run(cfg)
+    run(cfg, prespawned=prespawned)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

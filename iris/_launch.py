@@ -75,7 +75,7 @@ def start_embedded(num_workers: int, *, inline_threshold: int | None = None,
         cfg["max_frame_bytes"] = max_frame_bytes
     cfg.update(extra or {})
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "iris._daemon"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "iris._boot"], stdin=subprocess.PIPE,
                                 pass_fds=(w,), close_fds=True)
     finally:
         os.close(w)

@@ -38,6 +38,7 @@ from iris._protocol import (
 )
 from iris._store import host_id, remove_cluster_segments
 from iris._transport import Credentials, Loop, bind_server, connect_client
+from iris.worker._spawn import spawn_worker_process
 from iris.exceptions import ProtocolError
 
 __all__ = ["NodeManager", "describe_exit"]
@@ -76,7 +77,9 @@ class _Slot:
 class NodeManager:
     """Spawns ``num_workers`` worker processes and keeps that many alive (internal type)."""
 
-    def __init__(self, loop: Loop, creds: Credentials, cfg: dict[str, Any]) -> None:
+    def __init__(self, loop: Loop, creds: Credentials, cfg: dict[str, Any],
+                 prespawned: list[subprocess.Popen[bytes]] | None = None) -> None:
+        self.prespawned = list(prespawned or [])
         self.loop = loop
         self.creds = creds
         self.cfg = cfg
@@ -125,12 +128,7 @@ class NodeManager:
             "max_frame_bytes": self.max_frame, "sys_path": self.cfg.get("sys_path"),
         }
         cfg = {k: v for k, v in cfg.items() if v is not None}
-        # A session of its own keeps the terminal's Ctrl-C (SIGINT to the whole foreground
-        # process group) away from the worker: the node manager gets it and stops its
-        # workers in order, instead of every worker dying with a KeyboardInterrupt
-        # traceback. Workers still die with the node manager: their stdin reaches EOF.
-        proc = subprocess.Popen([sys.executable, "-m", "iris.worker"], stdin=subprocess.PIPE,
-                                close_fds=True, start_new_session=True)
+        proc = self.prespawned.pop() if self.prespawned else spawn_worker_process()
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(cfg).encode() + b"\n")
         proc.stdin.flush()
@@ -232,6 +230,11 @@ class NodeManager:
                 slot.proc.wait()
             os.close(slot.pidfd)
         self.slots.clear()
+        for proc in self.prespawned:  # started but never configured: EOF ends them
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait()
+        self.prespawned.clear()
         remove_cluster_segments(self.cluster_id)
         self.router.close(0)
         self.head.close(0)
