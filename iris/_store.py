@@ -101,7 +101,7 @@ class _Pool:
         # Reentrant: a mapping's finalizer may run (through the GC) while the lock is held.
         self.lock = threading.RLock()
         self.entries: list[tuple[int, str, int]] = []  # (capacity, path, fd holding LOCK_EX)
-        self.max_count = 8
+        self.max_count = 32
         self.max_bytes = int(os.environ.get("IRIS_SEGMENT_POOL_BYTES", 1 << 30))
         self.seq = 0
         self.reused = 0
