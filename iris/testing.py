@@ -8,11 +8,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-__all__ = ["assert_cluster_gone", "live_children", "shm_segments", "wait_until"]
+__all__ = ["assert_cluster_gone", "live_children", "local_cluster", "shm_segments",
+           "wait_until"]
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float = 10.0,
@@ -60,3 +62,24 @@ def assert_cluster_gone(cluster_id: str, timeout_s: float = 10.0) -> None:
     wait_until(lambda: not live_children(), timeout_s, "the cluster's processes to exit")
     left = shm_segments(cluster_id)
     assert not left, f"shared-memory segments left behind: {left}"
+
+
+@contextlib.contextmanager
+def local_cluster(num_workers: int = 2, **init_options: Any) -> Iterator[Any]:
+    """Start a fresh embedded cluster; on exit shut it down and check nothing is left.
+
+    Any cluster this process was connected to is shut down first.
+
+    Example:
+        >>> with local_cluster(num_workers=2) as ctx:      # doctest: +SKIP
+        ...     assert iris.get(f.remote(1)) == 2
+    """
+    import iris
+
+    iris.shutdown()
+    ctx = iris.init(num_workers=num_workers, **init_options)
+    try:
+        yield ctx
+    finally:
+        iris.shutdown()
+        assert_cluster_gone(ctx.cluster_id)

@@ -1,4 +1,4 @@
-"""Shared fixtures: a local cluster per module, and the checks that nothing leaks."""
+"""Shared fixtures: a local cluster per module or per test, checked for leftovers."""
 
 from __future__ import annotations
 
@@ -7,28 +7,18 @@ from typing import Iterator
 import pytest
 
 import iris
-from iris.testing import assert_cluster_gone
+from iris.testing import local_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[iris.ClusterContext]:
     """An embedded cluster with 2 workers, shared by the tests of one module."""
-    iris.shutdown()
-    ctx = iris.init(num_workers=2)
-    try:
+    with local_cluster(num_workers=2) as ctx:
         yield ctx
-    finally:
-        iris.shutdown()
-        assert_cluster_gone(ctx.cluster_id)
 
 
 @pytest.fixture
 def fresh_cluster() -> Iterator[iris.ClusterContext]:
     """An embedded cluster with 2 workers for one test (for tests that break workers)."""
-    iris.shutdown()
-    ctx = iris.init(num_workers=2)
-    try:
+    with local_cluster(num_workers=2) as ctx:
         yield ctx
-    finally:
-        iris.shutdown()
-        assert_cluster_gone(ctx.cluster_id)

@@ -13,7 +13,7 @@ import iris
 from iris import _api
 from iris._protocol import HEADER, MsgType, encode, encode_control
 from iris._transport import Credentials, connect_client, get_context
-from iris.testing import assert_cluster_gone
+from iris.testing import local_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +22,8 @@ MAX_FRAME = 1 << 20
 
 @pytest.fixture(scope="module")
 def small_frames() -> Iterator[iris.ClusterContext]:
-    iris.shutdown()
-    ctx = iris.init(num_workers=2, max_frame_bytes=MAX_FRAME)
-    try:
+    with local_cluster(num_workers=2, max_frame_bytes=MAX_FRAME) as ctx:
         yield ctx
-    finally:
-        iris.shutdown()
-        assert_cluster_gone(ctx.cluster_id)
 
 
 def _endpoints() -> dict[str, str]:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 import iris
+from iris.testing import local_cluster
 
 # Kernels compiled here are cached on disk (cache=True is the default): keep that cache in
 # a private directory, not in tests/jit/__pycache__, so every run starts cold and clean.
@@ -26,9 +27,5 @@ if "NUMBA_CACHE_DIR" not in os.environ:
 @pytest.fixture(scope="module")
 def offload_cluster() -> Iterator[iris.ClusterContext]:
     """An embedded cluster with 2 workers shared by one module; always shut down."""
-    iris.shutdown()
-    ctx = iris.init(num_workers=2)
-    try:
+    with local_cluster(num_workers=2) as ctx:
         yield ctx
-    finally:
-        iris.shutdown()
