@@ -30,7 +30,9 @@ def _endpoints() -> dict[str, str]:
     client = _api._client
     wait_for_workers(client)
     worker = next(iter(client.workers.values()))
-    return {"head": client.head_endpoint, "worker": worker.address, "owner": client.address}
+    status = _ask(client.creds, client.head_endpoint, "status")
+    return {"head": client.head_endpoint, "worker": worker.address, "owner": client.address,
+            "node": status["workers"][0]["node_endpoint"]}
 
 
 def wait_for_workers(client: object) -> None:
@@ -51,7 +53,7 @@ def _garbage(rng: random.Random) -> list[bytes]:
     return [rng.randbytes(rng.randint(0, 300)) for _ in range(rng.randint(1, 4))]
 
 
-@pytest.mark.parametrize("target", ["head", "worker", "owner"])
+@pytest.mark.parametrize("target", ["head", "worker", "owner", "node"])
 def test_unauthenticated_garbage_is_refused(small_frames: iris.ClusterContext,
                                             target: str) -> None:
     endpoint = _endpoints()[target]
@@ -76,7 +78,7 @@ def test_unauthenticated_garbage_is_refused(small_frames: iris.ClusterContext,
     _still_serving()
 
 
-@pytest.mark.parametrize("target", ["head", "worker", "owner"])
+@pytest.mark.parametrize("target", ["head", "worker", "owner", "node"])
 def test_authenticated_garbage_is_dropped_and_logged(small_frames: iris.ClusterContext,
                                                      target: str) -> None:
     endpoint = _endpoints()[target]
@@ -98,7 +100,7 @@ def test_authenticated_garbage_is_dropped_and_logged(small_frames: iris.ClusterC
         _still_serving()
     finally:
         sock.close(0)
-    if target != "owner":
+    if target in ("head", "worker"):
         op = "status" if target == "head" else "stats"
         assert _ask(creds, endpoint, op)["dropped_frames"] >= len(bad) - 2
 

@@ -33,6 +33,7 @@ from iris._protocol import (
 )
 from iris._transport import Credentials, Loop, bind_server
 from iris.exceptions import ProtocolError
+from iris.head._names import NameTable, handle_request
 
 __all__ = ["HeadService"]
 
@@ -61,6 +62,7 @@ class HeadService:
         self.nodes: dict[str, _Node] = {}
         self.workers: dict[str, dict[str, Any]] = {}
         self.clients: set[bytes] = set()
+        self.names = NameTable()  # cluster-wide actor names (iris.Runtime.register_global)
         self.dropped_frames = 0
 
     def start(self) -> None:
@@ -120,7 +122,8 @@ class HeadService:
         if t == MsgType.HELLO:
             self._hello(ident, body, m.request_id)
         elif t == MsgType.REGISTER_WORKER:
-            info = {k: body.get(k) for k in ("worker_id", "address", "node_id", "host", "pid")}
+            info = {k: body.get(k) for k in ("worker_id", "address", "node_id", "host", "pid",
+                                             "node_endpoint")}
             if not isinstance(info["worker_id"], str) or not isinstance(info["address"], str):
                 raise ProtocolError("REGISTER_WORKER needs string worker_id and address")
             self.workers[info["worker_id"]] = info
@@ -164,6 +167,8 @@ class HeadService:
         elif op == "shutdown":
             reply = {"ok": True}
             self.loop.call_later(0.05, self.loop.stop)
+        elif isinstance(op, str) and op.startswith("name."):
+            reply = handle_request(self.names, op, body, time.monotonic())
         else:
             reply = {"error": f"unknown request {op!r}"}
         self._send(ident, encode_control(MsgType.REPLY, reply, request_id))

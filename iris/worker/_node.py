@@ -179,7 +179,8 @@ class NodeManager:
             return
         slot.address = str(body["address"])
         slot.info = {"worker_id": slot.worker_id, "address": slot.address,
-                     "node_id": self.node_id, "host": host_id(), "pid": slot.proc.pid}
+                     "node_id": self.node_id, "host": host_id(), "pid": slot.proc.pid,
+                     "node_endpoint": self.endpoint}
         self.head.send_multipart(encode_control(MsgType.REGISTER_WORKER, slot.info))
 
     # ------------------------------------------------------------------ head
