@@ -4,7 +4,8 @@ Measures messages/s from this process to an actor in a second process, counted w
 remote actor has *handled* them (the receiver answers "done" after the last one):
 
   1. iris ``send_remote(addr, pid, data)``: the I/O thread drains everything queued for
-     the node into one batch frame (CURVE-encrypted, like every mesh socket);
+     the node into batch frames of up to ~512 KiB (CURVE-encrypted, like every mesh
+     socket); the receiver parses each frame into runs and hands them to the actor;
   2. iris ``send(proxy, data)``: the same through the proxy PID from ``resolve_remote``;
   3. raw pyzmq PUSH/PULL with the same batching: the sender packs ``[pid u64][len u32]
      [data]`` records into frames of the average batch size iris used in (1), the

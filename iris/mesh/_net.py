@@ -4,8 +4,8 @@
 
     any thread                          I/O thread "iris-mesh-net" (a transport.Loop)
     send_remote / send(proxy)
-      └ peer.outbox.append((pid, data))  flush: drain the outbox into one batch frame
-        wake the loop (once per batch) ─►  └ DEALER "data" ───────────────► remote ROUTER
+      └ peer.outbox.extend((hdr, data))  flush: take the outbox with one slice, one
+        wake the loop (once per batch) ─►  b"".join per frame ─► DEALER "data" ─► ROUTER
     resolve_remote ─► Future ──────────►  0x01 request (request id) ──────► remote ROUTER
                       Future ◄──────────  0x01 reply ◄───────────────────── (same socket)
     heartbeat tick ─────────────────────► 0x02 on DEALER "hb"; 0x03 back
@@ -23,7 +23,8 @@ refused or its CURVE handshake fails, the connection drops (Erlang's rule: a los
 connection is a node down, since a new connection may reach a new incarnation whose PIDs
 mean other actors), or nothing was heard for ``heartbeat_timeout_s``. DOWN closes the
 sockets, drops what was still queued, fails pending requests, and tells the runtime,
-whose proxies for that node exit with reason NodeDown. Internal module.
+whose proxies for that node exit with reason NodeDown. The listening side (ROUTER) is
+``_net_server.ListenerMixin``. Internal module.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from functools import partial
@@ -43,87 +43,35 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from iris._protocol import (
-    Message,
     MsgType,
     decode_control,
     decode_mesh_resolve,
     encode,
     encode_mesh_resolve,
 )
-from iris._transport import Credentials, Loop, bind_server, connect_client, recv_frames
-from iris.exceptions import IrisError, ProtocolError
-from iris.mesh._messages import EXIT_REASONS, KILLED, NORMAL
+from iris._transport import Credentials, Loop, connect_client, recv_frames
+from iris.exceptions import ProtocolError
+from iris.mesh._messages import EXIT_REASONS, KILLED
 from iris.mesh._net_config import NetSettings, display_address
-from iris.mesh._net_wire import (
-    BATCH_TARGET_BYTES,
-    control_bytes,
-    jsonable,
-    message_bytes,
-    pack_batch,
-    parse_frame,
-)
-from iris.mesh._scheduler import current_scheduler
+from iris.mesh._net_peer import CONNECTING, DOWN, UP, NodeUnreachable, Peer, blocking_wait
+from iris.mesh._net_server import READ_BURST, ListenerMixin
+from iris.mesh._net_wire import frames_of, message_bytes, parse_frame, send_header
 
 if TYPE_CHECKING:
     from iris.mesh._kernel import Kernel
 
-__all__ = ["CONNECTING", "DOWN", "UP", "MeshNode", "NodeUnreachable", "blocking_wait"]
+__all__ = ["CONNECTING", "DOWN", "UP", "MeshNode", "NodeUnreachable", "Peer", "blocking_wait"]
 
 log = logging.getLogger("iris.mesh.net")
 
-CONNECTING, UP, DOWN = "connecting", "up", "down"
 _PING = message_bytes(encode(MsgType.PING))
 _PONG = MsgType.PONG
-# Multipart messages read per readiness callback (up to 8 batches of ~256 KiB, some tens of
-# ms of work), so one flooding peer cannot starve the heartbeats and timers of the same
-# loop; the poller reports the socket again at once.
-_READ_BURST = 8
 _MONITOR_EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
 
-def blocking_wait(wait: Callable[[float], Any], timeout_s: float) -> Any:
-    """``wait(timeout_s)``; on a scheduler thread a stand-in thread first takes over, so
-    the other actors keep running while a handler waits for the network."""
-    sched = current_scheduler()
-    if sched is None:
-        return wait(timeout_s)
-    sched.begin_blocking()
-    try:
-        return wait(timeout_s)
-    finally:
-        sched.end_blocking()
-
-
-class NodeUnreachable(IrisError):
-    """A mesh node did not answer, refused us, or went down (internal: resolve reports
-    it as None and a log line, send_remote as False)."""
-
-
-class Peer:
-    """What this runtime knows about one remote node. Internal type."""
-
-    __slots__ = ("address", "state", "outbox", "flush_pending", "data", "hb", "monitors",
-                 "last_seen", "last_ping", "down_at", "reason", "ready", "waiters", "gen")
-
-    def __init__(self, address: str) -> None:
-        self.address = address
-        self.state = DOWN
-        self.outbox: deque[Any] = deque()
-        self.flush_pending = False
-        self.data: zmq.Socket[Any] | None = None
-        self.hb: zmq.Socket[Any] | None = None
-        self.monitors: list[zmq.Socket[Any]] = []
-        self.last_seen = self.last_ping = 0.0
-        self.down_at = float("-inf")  # never tried: the first use connects
-        self.reason = "never contacted"
-        self.ready = threading.Event()
-        self.waiters: list[Callable[[bool], None]] = []
-        self.gen = 0
-
-
-class MeshNode:
+class MeshNode(ListenerMixin):
     """The network side of one Runtime. Internal type.
 
     Args:
@@ -202,152 +150,6 @@ class MeshNode:
 
     # -- listening -----------------------------------------------------------------------
 
-    def listen(self, endpoint: str) -> str:
-        """Bind the ROUTER on ``endpoint`` (canonical form); returns the bound endpoint."""
-        max_bytes = self._max_frame_bytes()
-
-        def bind() -> str:
-            if self.router is not None:
-                raise RuntimeError(f"this runtime already listens on "
-                                   f"{display_address(self.address or '')!r}")
-            sock, bound = bind_server(zmq.ROUTER, self.creds, endpoint, max_bytes)
-            self.router = sock
-            self.address = bound
-            self.loop.add_reader(sock, self._on_router)
-            return bound
-
-        try:
-            return str(self._call(bind, 10.0))
-        except zmq.ZMQError as exc:
-            _close_unbound_socket(exc)
-            raise OSError(exc.errno, f"cannot listen on {display_address(endpoint)!r}: "
-                                     f"{exc.strerror}") from None
-
-    def _max_frame_bytes(self) -> int:
-        return self.settings.max_payload_bytes + BATCH_TARGET_BYTES + 4096
-
-    def _on_router(self) -> None:
-        sock = self.router
-        if sock is None:
-            return
-        max_bytes = self._max_frame_bytes()
-        for _ in range(_READ_BURST):
-            frames = recv_frames(sock)
-            if frames is None:
-                return
-            ident = frames[0]
-            if len(frames) < 2:
-                self._dropped("a message with no frames after the peer identity", ident)
-                continue
-            for frame in frames[1:]:
-                try:
-                    items = parse_frame(frame, max_bytes)
-                except ProtocolError as exc:
-                    self._dropped(str(exc), ident)
-                    continue
-                self.stats["frames_in"] += 1
-                self._serve(ident, items)
-
-    def _dropped(self, why: str, ident: bytes) -> None:
-        self.stats["frames_dropped"] += 1
-        log.warning("dropped a malformed mesh frame from peer %s: %s", bytes(ident).hex(), why)
-
-    def _serve(self, ident: bytes, items: list[Any]) -> None:
-        """Act on what one batch frame from a peer carries (I/O thread)."""
-        k = self.k
-        actors = k.actors
-        delivered = 0
-        for item in items:
-            if item.__class__ is tuple:
-                pid, data = item
-                a = actors.get(pid)
-                if a is not None and a.fast:
-                    a.queue.append(data)
-                    if not a.scheduled:
-                        k.wake(a)
-                    delivered += 1
-                # block_ok=False: a full "block" mailbox must not stall the I/O thread
-                # (and with it every heartbeat): the message is dropped instead.
-                elif k.deliver(pid, data, block_ok=False):
-                    delivered += 1
-                else:
-                    self.stats["messages_dropped"] += 1
-                continue
-            try:
-                self._serve_control(ident, item)
-            except ProtocolError as exc:
-                self._dropped(str(exc), ident)
-        self.stats["messages_in"] += delivered
-
-    def _serve_control(self, ident: bytes, msg: Message) -> None:
-        t = msg.type
-        if t == MsgType.PING:
-            self._reply(ident, message_bytes(encode(_PONG, request_id=msg.request_id)))
-        elif t == MsgType.MESH_RESOLVE and not msg.flags & 1:
-            name = decode_mesh_resolve(msg)
-            assert isinstance(name, str)
-            reg = self.k.registry
-            pid = reg.whereis(name)
-            if pid is None and name.startswith("/"):
-                pid = reg.whereis_path(name)
-            self._reply(ident, message_bytes(encode_mesh_resolve(
-                pid=pid or 0, request_id=msg.request_id)))
-        elif t == MsgType.REQUEST:
-            body = decode_control(msg)
-            op, pid = body.get("op"), body.get("pid")
-            if not isinstance(pid, int) or isinstance(pid, bool):
-                raise ProtocolError(f"mesh control {op!r} needs an integer pid, got {pid!r}")
-            if op == "monitor":
-                self._remote_monitor(ident, pid)
-            elif op == "demonitor":
-                idents = self.watchers.get(pid)
-                if idents is not None:
-                    idents.discard(ident)
-                    if not idents:
-                        self.watchers.pop(pid, None)
-            else:
-                raise ProtocolError(f"unknown mesh control op {op!r}")
-        else:
-            raise ProtocolError(f"unexpected message type 0x{t:02x} on a mesh listener")
-
-    def _remote_monitor(self, ident: bytes, pid: int) -> None:
-        k = self.k
-        with k.lock:
-            alive = pid in k.actors
-            if alive:
-                self.watchers.setdefault(pid, set()).add(ident)
-        if not alive:  # already gone: say so at once, with its reason if still known
-            reason = k.recent_exits.get(pid, NORMAL)
-            self._reply(ident, control_bytes("exit", {
-                "pid": pid, "reason": reason, "metadata": {"noproc": True}}))
-
-    def local_exit(self, pid: int, reason: str, metadata: Any) -> None:
-        """A local actor died (any thread): tell the nodes that monitor it."""
-        if pid in self.watchers and not self.closed:
-            self.loop.call_soon_threadsafe(partial(self._send_exit, pid, reason, metadata))
-
-    def _send_exit(self, pid: int, reason: str, metadata: Any) -> None:
-        idents = self.watchers.pop(pid, None)
-        if not idents:
-            return
-        notice = control_bytes("exit", {"pid": pid, "reason": reason,
-                                        "metadata": jsonable(metadata)})
-        for ident in idents:
-            self._reply(ident, notice)
-
-    def _reply(self, ident: bytes, frame: bytes) -> None:
-        sock = self.router
-        if sock is None:
-            return
-        try:
-            sock.send_multipart([ident, frame], zmq.NOBLOCK)
-        except zmq.ZMQError:  # the peer is gone (ROUTER_MANDATORY): forget its monitors
-            for pid in [p for p, ids in self.watchers.items() if ident in ids]:
-                ids = self.watchers[pid]
-                ids.discard(ident)
-                if not ids:
-                    del self.watchers[pid]
-
     # -- peers: state ------------------------------------------------------------------
 
     def peer(self, address: str) -> Peer:
@@ -355,7 +157,11 @@ class MeshNode:
         p = self.peers.get(address)
         if p is None:
             with self.lock:
-                p = self.peers.setdefault(address, Peer(address))
+                p = self.peers.get(address)
+                if p is None:
+                    p = self.peers[address] = Peer(address)
+                    p.flush = partial(self._flush, p)
+                    p.flush_soon = self.loop.call_soon_threadsafe
         return p
 
     def state(self, address: str) -> str:
@@ -495,16 +301,17 @@ class MeshNode:
 
         True once handed to the node's connection (not a delivery receipt); False if the
         node is unreachable (after at most ``io_timeout_s`` on first contact).
+        ``RemoteAPI.send_remote`` inlines the UP case of this, with cached headers.
         """
         p = self.peers.get(address)
         if p is None or p.state is not UP:
             if not self.ensure_up(address):
                 return False
             p = self.peers[address]
-        p.outbox.append((pid, data))
+        p.outbox.extend((send_header(pid, len(data)), data))
         if not p.flush_pending:
             p.flush_pending = True
-            self.loop.call_soon_threadsafe(partial(self._flush, p))
+            p.flush_soon(p.flush)
         return True
 
     def send_control(self, address: str, frame: bytes) -> bool:
@@ -512,45 +319,40 @@ class MeshNode:
         p = self.peers.get(address)
         if p is None or p.state is not UP or self.closed:
             return False
-        p.outbox.append(frame)
+        p.outbox.extend((frame, b""))
         if not p.flush_pending:
             p.flush_pending = True
-            self.loop.call_soon_threadsafe(partial(self._flush, p))
+            p.flush_soon(p.flush)
         return True
 
     def _flush(self, p: Peer) -> None:
-        """Loop thread: everything queued for ``p`` goes out, in frames of ~256 KiB."""
+        """Loop thread: everything queued for ``p`` goes out, in frames of ~512 KiB."""
         p.flush_pending = False
         sock = p.data
         if p.state is not UP or sock is None:
             return
         out = p.outbox
-        popleft = out.popleft
-        sent = frames = 0
-        while out:
-            batch: list[Any] = []
-            size = 0
-            while out and size < BATCH_TARGET_BYTES:
-                item = popleft()
-                batch.append(item)
-                size += 32 + len(item[1]) if item.__class__ is tuple else len(item)
-            parts: list[bytes] = []
-            pack_batch(batch, parts)
-            frame = b"".join(parts)
+        n = len(out)
+        if not n:
+            return
+        items = out[:n]  # one step each under the GIL; later appends stay queued
+        del out[:n]
+        send = sock.send
+        frames = 0
+        for frame in frames_of(items):
             try:
-                sock.send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
+                send(frame, zmq.NOBLOCK, copy=len(frame) < 65536)
             except zmq.ZMQError as exc:
                 self._down(p, f"send failed: {exc}")
                 return
-            sent += len(batch)
             frames += 1
-        self.stats["messages_out"] += sent
+        self.stats["messages_out"] += n >> 1
         self.stats["frames_out"] += frames
 
     def _on_peer(self, p: Peer, sock: zmq.Socket[Any], gen: int) -> None:
         """Loop thread: frames from a node we connected to (pongs, replies, EXIT notices)."""
         max_bytes = self._max_frame_bytes()
-        for _ in range(_READ_BURST):
+        for _ in range(READ_BURST):
             if p.gen != gen or p.state is DOWN:
                 return
             frames = recv_frames(sock)
@@ -711,15 +513,3 @@ class MeshNode:
                 **self.stats}
 
 
-def _close_unbound_socket(exc: BaseException) -> None:
-    """Close the socket ``bind_server`` made before its bind failed.
-
-    ``bind_server`` does not close it on failure, so it would be left for the garbage
-    collector (a ResourceWarning); it is still reachable from the traceback's frames.
-    """
-    tb = exc.__traceback__
-    while tb is not None:
-        sock = tb.tb_frame.f_locals.get("sock")
-        if isinstance(sock, zmq.Socket) and not sock.closed:
-            sock.close(0)
-        tb = tb.tb_next

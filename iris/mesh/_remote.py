@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from iris.mesh._actor import Actor
 from iris.mesh._messages import NODE_DOWN, SystemMessage
-from iris.mesh._net import UP, MeshNode, NodeUnreachable, blocking_wait
+from iris.mesh._net import UP, MeshNode, NodeUnreachable, Peer, blocking_wait
 from iris.mesh._net_config import (
     NetSettings,
     canonical_address,
     display_address,
     load_credentials,
 )
-from iris.mesh._net_wire import control_bytes
+from iris.mesh._net_wire import control_bytes, send_header
 from iris.mesh._pids import check_pid
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ log = logging.getLogger("iris.mesh.net")
 # node hands out a proxy of its own.
 PROXY_PID_BASE = 1 << 62
 _ADDR_CACHE_LIMIT = 1024
+_PID_LIMIT = 1 << 64
+_HEADER_CACHE_LIMIT = 1 << 16
 
 
 class RemoteAPI:
@@ -53,6 +55,10 @@ class RemoteAPI:
     if TYPE_CHECKING:
         _k: Kernel
         _actors: dict[int, Actor]
+        _global_by_pid: dict[int, set[str]]
+
+        def _global_close(self) -> None: ...
+        def _global_exit(self, pid: int) -> None: ...
 
     def _remote_init(self, token: str | None = None) -> None:
         self._net_token = token
@@ -63,9 +69,17 @@ class RemoteAPI:
         self._proxy_of: dict[tuple[str, int], int] = {}
         self._proxy_ids = itertools.count(PROXY_PID_BASE | (secrets.randbits(24) << 32) | 1)
         self._addresses: dict[str, str] = {}
+        # send_remote's fast path: the address as the caller wrote it -> that node's Peer
+        # (used only while the peer is UP), and the payload limit.
+        self._peer_of: dict[str, Peer] = {}
+        # ... and the packed 0x00 header per (remote pid, data length), for pids below
+        # PROXY_PID_BASE and lengths within max_payload_bytes: a hit needs no more checks.
+        self._headers: dict[tuple[int, int], bytes] = {}
+        self._net_limit = self._net_settings.max_payload_bytes
 
     def _remote_close(self) -> None:
         if self._net is not None:
+            self._global_close()
             self._net.close()
 
     def _node(self, token: str | None = None) -> MeshNode:
@@ -177,7 +191,8 @@ class RemoteAPI:
 
         ``pid`` is the remote actor's own PID, or a proxy PID this runtime got from
         ``resolve_remote`` for that address. Messages from one thread to one actor keep
-        their order; everything queued for one node goes out in one frame.
+        their order; what is queued for one node goes out together, in frames of up to
+        ~512 KiB.
 
         Returns:
             True once handed to the node's connection (a delivery receipt it is not: an
@@ -185,16 +200,45 @@ class RemoteAPI:
             decided within ``io_timeout_s`` on first contact and at once after that.
 
         Raises:
-            ValueError: ``address`` is malformed, or ``data`` exceeds max_payload_bytes.
-            TypeError: ``data`` is not bytes-like.
+            ValueError: ``address`` is malformed, ``pid`` is outside [0, 2**64), or
+                ``data`` exceeds max_payload_bytes.
+            TypeError: ``data`` is not bytes-like, or ``pid`` not an int.
         """
+        # The hot path, written out: a connected node, a pid and size seen before, bytes.
+        p = self._peer_of.get(address)
+        if p is not None and p.state is UP and data.__class__ is bytes \
+                and pid.__class__ is int:
+            h = self._headers.get((pid, len(data)))
+            if h is not None:
+                p.outbox.extend((h, data))
+                if not p.flush_pending:
+                    p.flush_pending = True
+                    p.flush_soon(p.flush)
+                return True
         canon = self._address(address)
         target = self._proxies.get(pid)
         if target is not None and target[0] == canon:
             pid = target[1]
         else:
             check_pid(pid)
-        return self._net_send(canon, pid, data)
+            if not 0 <= pid < _PID_LIMIT:
+                raise ValueError(f"a remote pid is an int in [0, 2**64), got {pid!r}")
+        ok = self._net_send(canon, pid, data)
+        if ok:
+            self._remember(address, canon, pid, data)
+        return ok
+
+    def _remember(self, key: str, canon: str, pid: int, data: Any) -> None:
+        """After a send that went through every check: cache what the fast path needs."""
+        if key not in self._peer_of:
+            if len(self._peer_of) >= _ADDR_CACHE_LIMIT:
+                self._peer_of.clear()
+            self._peer_of[key] = self._node().peer(canon)
+        if pid < PROXY_PID_BASE and data.__class__ is bytes:
+            headers = self._headers
+            if len(headers) >= _HEADER_CACHE_LIMIT:
+                headers.clear()
+            headers[(pid, len(data))] = send_header(pid, len(data))
 
     def monitor_remote(self, address: str, pid: int, watcher: int | None = None) -> int:
         """Watch an actor on another node; returns its local proxy PID.
@@ -251,6 +295,8 @@ class RemoteAPI:
             retry_after_s=retry_after_s)
         if self._net is not None:
             self._net.settings = self._net_settings
+        self._net_limit = self._net_settings.max_payload_bytes
+        self._headers.clear()  # its entries were checked against the old limit
         s = self._net_settings
         return {"io_timeout_s": s.io_timeout_s, "heartbeat_interval_s": s.heartbeat_interval_s,
                 "heartbeat_timeout_s": s.heartbeat_timeout_s,
@@ -302,7 +348,20 @@ class RemoteAPI:
         target = self._proxies.get(pid)
         if target is None or pid not in self._actors:
             return False
-        return self._net_send(target[0], target[1], data)
+        canon, rpid = target
+        p = self._peer_of.get(canon)
+        if p is not None and p.state is UP and data.__class__ is bytes:
+            h = self._headers.get((rpid, len(data)))
+            if h is not None:
+                p.outbox.extend((h, data))
+                if not p.flush_pending:
+                    p.flush_pending = True
+                    p.flush_soon(p.flush)
+                return True
+        ok = self._net_send(canon, rpid, data)
+        if ok:
+            self._remember(canon, canon, rpid, data)
+        return ok
 
     def _net_send(self, canon: str, rpid: int, data: Any) -> bool:
         if data.__class__ is not bytes:
@@ -310,7 +369,7 @@ class RemoteAPI:
                 raise TypeError(f"messages to remote actors must be bytes, got "
                                 f"{type(data).__name__}")
             data = bytes(data)
-        limit = self._net_settings.max_payload_bytes
+        limit = self._net_limit
         if len(data) > limit:
             raise ValueError(f"a {len(data)}-byte message exceeds max_payload_bytes ({limit});"
                              f" raise it with configure_network on both runtimes")
@@ -347,6 +406,8 @@ class RemoteAPI:
         if node is None:
             return
         node.local_exit(pid, reason, metadata)
+        if pid in self._global_by_pid:
+            self._global_exit(pid)
         if pid >= PROXY_PID_BASE:
             with self._k.lock:
                 target = self._proxies.pop(pid, None)

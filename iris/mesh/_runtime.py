@@ -14,6 +14,7 @@ from typing import Any
 
 from iris.mesh._admin import AdminAPI
 from iris.mesh._calls import Reply
+from iris.mesh._global_names import GlobalNamesAPI
 from iris.mesh._kernel import Kernel, check_budget, check_callable
 from iris.mesh._mailbox import Mailbox
 from iris.mesh._messages import KILLED
@@ -23,7 +24,7 @@ from iris.mesh._remote import RemoteAPI
 __all__ = ["Runtime"]
 
 
-class Runtime(AdminAPI, RemoteAPI):
+class Runtime(AdminAPI, RemoteAPI, GlobalNamesAPI):
     """An actor system in this process: push actors, pull actors, PIDs and messages.
 
     Push actors (``spawn``) are a handler called once per message on a scheduler thread,
@@ -54,6 +55,7 @@ class Runtime(AdminAPI, RemoteAPI):
         self._k = Kernel(scheduler_threads, pool_size, max_restarts, restart_period_s)
         self._actors = self._k.actors
         self._remote_init(token)
+        self._global_init()
 
     @property
     def _inner(self) -> Runtime:
@@ -185,11 +187,14 @@ class Runtime(AdminAPI, RemoteAPI):
             dropped the message. Messages from one sender to one actor keep their order.
         """
         a = self._actors.get(pid)
-        if a is not None and a.fast:
-            a.queue.append(data)
-            if not a.scheduled:
-                self._k.wake(a)
-            return True
+        if a is not None:
+            if a.fast:
+                a.queue.append(data)
+                if not a.scheduled:
+                    self._k.wake(a)
+                return True
+            if a.remote is not None:  # a proxy: straight to the network
+                return self._deliver_remote(pid, data)
         return self._k.deliver(pid, data)
 
     def send_named(self, name: str, data: Any) -> bool:

@@ -187,19 +187,35 @@ class Scheduler:
         n = budget = a.budget
         bounded = a.capacity is not None
         m: object = None
+        popleft = q.popleft
+        call = Call
         try:
-            while n:
-                h = a.handler
-                if h is None or not q:
-                    break
-                m = q.popleft()
-                if bounded:
-                    self._hooks.message_taken(a)
-                if m.__class__ is Call:
-                    m.reply(h(m.data))  # type: ignore[attr-defined]
-                else:
-                    h(m)
-                n -= 1
+            if bounded:
+                taken = self._hooks.message_taken
+                while n:
+                    h = a.handler
+                    if h is None or not q:
+                        break
+                    m = popleft()
+                    taken(a)
+                    if m.__class__ is call:
+                        m.reply(h(m.data))  # type: ignore[attr-defined]
+                    else:
+                        h(m)
+                    n -= 1
+            else:
+                # ``handler`` is read again for every message: a hot swap or a stop takes
+                # effect from the next one.
+                while n and q:
+                    h = a.handler
+                    if h is None:
+                        break
+                    m = popleft()
+                    if m.__class__ is call:
+                        m.reply(h(m.data))  # type: ignore[attr-defined]
+                    else:
+                        h(m)
+                    n -= 1
         except BaseException as error:  # noqa: BLE001 - a handler's failure ends its actor
             a.processed += budget - n
             a.running = False
