@@ -276,3 +276,23 @@ def test_tasks_blocked_in_get_do_not_count_against_the_in_flight_limit(
     # Each wait_for blocks on c; unless blocked tasks stop counting as load, c never goes out.
     assert iris.get(waiting, timeout=60) == [11] * 4
     iris.get(busy)
+
+
+@iris.remote
+def fib(n: int) -> int:
+    if n < 2:
+        return n
+    return sum(iris.get([fib.remote(n - 1), fib.remote(n - 2)]))
+
+
+def test_deep_recursion_of_blocking_tasks(cluster: iris.ClusterContext) -> None:
+    assert iris.get(fib.remote(12), timeout=60) == 144
+
+
+def test_many_blocking_parents_with_wide_fan_out(cluster: iris.ClusterContext) -> None:
+    @iris.remote
+    def outer(n: int) -> int:
+        return sum(iris.get([square.remote(i) for i in range(n)]))
+
+    expected = sum(i * i for i in range(100))
+    assert iris.get([outer.remote(100) for _ in range(50)], timeout=60) == [expected] * 50

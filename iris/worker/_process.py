@@ -128,14 +128,25 @@ class WorkerProcess:
             pass
 
     def serve_while_waiting(self, timeout_s: float, wake_fd: int) -> None:
-        """Run this worker's queue while a task waits in ``iris.get`` (see _context)."""
+        """Serve this worker while a task waits in ``iris.get`` (see ``_context``).
+
+        Runs one queued task (nested on the stack), or else waits up to ``timeout_s`` for
+        a message or for ``wake_fd`` (an object the waiter may want settled). Returns after
+        either, so that the waiter can look at its objects again.
+        """
         self._flush()
-        poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        poller.register(wake_fd, zmq.POLLIN)
-        for sock, _ in poller.poll(timeout_s * 1000):
-            if sock is self.router:
-                self._on_router()
+        if not self.queue:
+            poller = zmq.Poller()
+            poller.register(self.router, zmq.POLLIN)
+            poller.register(wake_fd, zmq.POLLIN)
+            if not poller.poll(timeout_s * 1000):
+                return
+            self._drain()
+        if self.queue:
+            peer, rec = self.queue.popleft()
+            result = self._execute(peer, rec)  # may nest and flush: take the list after
+            self.pending.setdefault(peer, []).append(result)
+            self._flush()
 
     def _drain(self) -> None:
         router = self.router
