@@ -38,6 +38,7 @@ import zmq
 from iris import _context
 from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
+    chunk_by_size,
     Message,
     MsgType,
     ResultRecord,
@@ -77,6 +78,8 @@ __all__ = ["Client", "FunctionInfo"]
 log = logging.getLogger("iris.client")
 
 _PENDING, _READY, _FAILED = 0, 1, 2
+# Owner addresses of this process's clients that were closed: their refs are dead.
+_retired_owners: set[str] = set()
 _TARGET_INFLIGHT_S = 0.002
 _MAX_CAP = 1024
 
@@ -173,9 +176,6 @@ class Client:
         self.submit_scheduled = False
         self.cv = threading.Condition()
         self.waiters = 0
-        # Written when an object settles while a worker's task waits through wait_hook.
-        self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self.hook_waiters = 0
         self.settled = False  # an object settled since waiters were last woken
         self.avg_exec_s = 0.0
         self.closed = False
@@ -349,20 +349,19 @@ class Client:
                 inflight[task.oids[0]] = task
                 recs.append(rec)
         for wid, recs in batches.items():
-            if recs:
-                frames = defines.get(wid, []) + encode_tasks(recs)
-                self.workers[wid].sock.send_multipart(frames, copy=False)
+            if not recs:
+                continue
+            sock = self.workers[wid].sock
+            frames = defines.get(wid, [])
+            for chunk in chunk_by_size(recs, self.max_frame // 2, _record_size):
+                sock.send_multipart(frames + encode_tasks(chunk), copy=False)
+                frames = []
 
     def _task_record(self, task: _Task, w: _Worker) -> TaskRecord:
         args = task.args_value
+        if args is None:
+            args = task.args_value = Value(ValueKind.INLINE, task.header, task.buffers)
         same_host = w.host == self.host
-        if args is None or (args.kind == ValueKind.SHM and not same_host):
-            name = None
-            if same_host and task.buffers and task.args_segment is None:
-                name = task.args_segment = self._segment_name()
-            args = task.args_value = pack(task.header, task.buffers, self.threshold, name)
-            if args.kind != ValueKind.SHM:
-                task.args_segment = None
         if args.kind == ValueKind.SHM and not same_host:
             args = inline_copy(args)
         resolved = []
@@ -374,6 +373,13 @@ class Client:
                 if is_shm(v) and shm_location(v).get("host") != w.host:
                     v = inline_copy(v)
                 resolved.append(v)
+        for v in (args, *resolved):
+            if v.kind == ValueKind.INLINE and (len(v.data) > self.max_frame or any(
+                    memoryview(b).nbytes > self.max_frame for b in v.buffers)):
+                raise ValueError(
+                    f"the arguments of {task.func.name} need a frame of more than "
+                    f"max_frame_bytes={self.max_frame} to reach worker {w.worker_id} on "
+                    f"another host; raise max_frame_bytes, or split the data")
         return TaskRecord(task.oids[0], task.func.func_id, task.num_returns, args, resolved)
 
     def _segment_name(self) -> str:
@@ -475,14 +481,19 @@ class Client:
         if self.waiters:
             with self.cv:
                 self.cv.notify_all()
-        if self.hook_waiters:
-            os.eventfd_write(self.wake_fd, 1)
 
     # ------------------------------------------------------------------ objects
     def _object(self, ref: ObjectRef, fetch: bool = False) -> _Object | None:
         """The table entry of ``ref``; a borrowed ref is fetched from its owner if asked."""
         if ref.owner == self.address:
             return self.objects.get(ref.oid)
+        if ref.owner in _retired_owners:
+            lost = _Object()
+            lost.state = _FAILED
+            lost.error = ObjectLostError(
+                f"{ref!r} belongs to an earlier iris.init() of this process, which was shut "
+                f"down; its value is gone")
+            return lost
         key = (ref.owner, ref.oid)
         with self.ref_lock:
             obj = self.borrowed.get(key)
@@ -599,6 +610,16 @@ class Client:
                 except TypeError:
                     raise TypeError(f"{func.name}.remote(): "
                                     f"{describe_unpicklable(args, kwargs)}") from None
+        args_value = args_segment = None
+        if buffers or len(header) >= self.threshold:
+            # Take the arguments' bytes now: the caller may change its arrays right after
+            # .remote() returns. Large ones go to shared memory at once, small ones are copied.
+            if len(header) + nbytes(buffers) >= self.threshold:
+                args_segment = self._segment_name()
+                args_value = pack(header, buffers, self.threshold, args_segment)
+                header, buffers = b"", []
+            else:
+                buffers = [bytes(b) for b in buffers]
         objects, address, where = self.objects, self.address, func.label
         if num_returns == 1:
             oid = next(self.oids)
@@ -611,7 +632,7 @@ class Client:
                 objects[oid] = _Object(where)
             refs = [ObjectRef(oid, address) for oid in oids]
         self.submit_q.append(_Task(oids, func, header, buffers, deps, pinned, num_returns,
-                                   max_retries))
+                                   max_retries, args_value, args_segment))
         if not self.submit_scheduled:
             self.submit_scheduled = True
             self.loop.call_soon_threadsafe(self._on_submits)
@@ -625,7 +646,9 @@ class Client:
             header, buffers = dumps(value)
         except TypeError as exc:
             raise TypeError(f"iris.put(): {exc}") from None
-        name = self._segment_name() if buffers and self.cluster_id else None
+        name = self._segment_name() if self.cluster_id else None
+        if len(header) + nbytes(buffers) < self.threshold:
+            buffers = [bytes(b) for b in buffers]  # a snapshot: the caller may change its arrays
         v = pack(header, buffers, self.threshold, name)
         oid = next(self.oids)
         obj = _Object("put")
@@ -654,10 +677,9 @@ class Client:
         if done() >= count:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
-        hook = _context.wait_hook
-        if hook is not None and threading.current_thread() is threading.main_thread():
-            self._wait_serving(objs, count, deadline, timeout, hook)
-            return
+        block = _context.block_hook  # inside a worker: give up its slot while we wait
+        if block is not None:
+            block(True)
         with self.cv:
             self.waiters += 1
             try:
@@ -677,30 +699,8 @@ class Client:
                     self.cv.wait(left)
             finally:
                 self.waiters -= 1
-
-    def _wait_serving(self, objs: list[_Object], count: int, deadline: float | None,
-                      timeout: float | None, hook: Callable[[float, int], None]) -> None:
-        """Wait inside a worker's task: keep the worker serving its queue meanwhile."""
-        self.hook_waiters += 1
-        block = _context.block_hook
-        if block is not None:
-            block(True)
-        try:
-            while sum(1 for o in objs if o.state != _PENDING) < count:
-                if self.closed:
-                    raise IrisError("iris was shut down while waiting for results")
-                left = 1.0 if deadline is None else deadline - time.monotonic()
-                if left <= 0:
-                    raise GetTimeoutError(f"get timed out after {timeout} s")
-                hook(min(left, 1.0), self.wake_fd)
-                try:
-                    os.eventfd_read(self.wake_fd)
-                except BlockingIOError:
-                    pass
-        finally:
-            self.hook_waiters -= 1
-            if block is not None:
-                block(False)
+                if block is not None:
+                    block(False)
 
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
              ) -> tuple[list[ObjectRef], list[ObjectRef]]:
@@ -774,6 +774,7 @@ class Client:
         if self.closed:
             return
         self.closed = True
+        _retired_owners.add(self.address)
         set_resolver(None)
         try:
             self.loop.call_soon_threadsafe(lambda: self.head.send_multipart(
@@ -789,7 +790,10 @@ class Client:
         self.borrowed.clear()
         with self.cv:
             self.cv.notify_all()
-        os.close(self.wake_fd)
+
+
+def _record_size(rec: TaskRecord) -> int:
+    return len(rec.args.data) + sum(len(v.data) for v in rec.resolved)
 
 
 def _placeholder(a: Any, deps: list[ObjectRef]) -> Any:

@@ -8,16 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["block_hook", "wait_hook", "worker_config"]
+__all__ = ["block_hook", "worker_config"]
 
 #: Set by the worker process main loop: its config dict (head address, token, worker id).
 worker_config: dict[str, Any] | None = None
-
-#: Set by the worker process: ``wait_hook(timeout_s, wake_fd)`` serves the worker's own
-#: queue for up to ``timeout_s`` (or until ``wake_fd`` is readable). A task blocked in
-#: ``iris.get`` calls it instead of sleeping, so the tasks it waits for can run on this very
-#: worker: blocking tasks cannot starve the cluster of workers.
-wait_hook: Callable[[float, int], None] | None = None
 
 #: Set by the worker process: ``block_hook(True)`` when the running task starts waiting in
 #: ``iris.get``, ``block_hook(False)`` when it resumes. The worker tells the task's owner,

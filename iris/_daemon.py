@@ -389,7 +389,7 @@ def main() -> None:
 
 def serve(cfg: dict[str, Any], prespawned: list[Any] | None = None) -> None:
     """Run the daemon process until it is told to stop, then leave at once."""
-    logging.basicConfig(level=os.environ.get("IRIS_LOG_LEVEL", "WARNING"),
+    logging.basicConfig(level=os.environ.get("IRIS_LOG_LEVEL", "WARNING").upper(),
                         format="[iris daemon] %(levelname)s %(name)s: %(message)s")
     run(cfg, prespawned=prespawned)
     sys.stdout.flush()

@@ -45,6 +45,7 @@ __all__ = [
     "TaskRecord",
     "Value",
     "ValueKind",
+    "chunk_by_size",
     "decode_control",
     "decode_define",
     "decode_frames",
@@ -412,6 +413,24 @@ def decode_results(msg: Message) -> list[ResultRecord]:
         out.append(ResultRecord(task_id, values, exec_ns))
     _check_consumed(off, plen, bi, nbufs, "result batch")
     return out
+
+
+def chunk_by_size(records: Sequence[Any], budget: int, size: Any) -> list[Sequence[Any]]:
+    """Split records into runs whose header bytes (``size(record)``) stay within ``budget``
+    (a record larger than the budget gets a run of its own), so that no batch's header
+    frame outgrows the frame ceiling."""
+    if len(records) <= 1:
+        return [records]
+    runs: list[Sequence[Any]] = []
+    start, total = 0, 0
+    for i, rec in enumerate(records):
+        n = size(rec)
+        if total + n > budget and i > start:
+            runs.append(records[start:i])
+            start, total = i, 0
+        total += n
+    runs.append(records[start:])
+    return runs
 
 
 def encode_define(func_id: int, blob: bytes) -> list[Any]:

@@ -154,10 +154,12 @@ def dumps_error(exc: BaseException, skip_frames: int = 0) -> bytes:
             tb_obj = tb_obj.tb_next
     tb = "".join(traceback.format_exception(type(exc), exc, tb_obj))
     try:
-        return cloudpickle.dumps((exc, tb), protocol=5)
+        blob = cloudpickle.dumps((exc, tb), protocol=5)
+        pickle.loads(blob)  # exceptions whose __init__ takes other arguments fail here
+        return blob
     except Exception:
-        stand_in = RuntimeError(f"{type(exc).__name__}: {exc} (the original exception could "
-                                f"not be pickled)")
+        stand_in = RuntimeError(f"{type(exc).__qualname__}: {exc} (the original exception "
+                                f"could not be sent back as it is)")
         return pickle.dumps((stand_in, tb), protocol=5)
 
 

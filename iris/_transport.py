@@ -203,7 +203,8 @@ def recv_frames(sock: zmq.Socket[Any]) -> list[Any] | None:
         frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
     except zmq.Again:
         return None
-    return [f.bytes if len(f) < _SMALL_FRAME else f.buffer for f in frames]
+    # Read-only, like every other way a value reaches a reader (bytes, shared memory).
+    return [f.bytes if len(f) < _SMALL_FRAME else f.buffer.toreadonly() for f in frames]
 
 
 class Loop:

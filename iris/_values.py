@@ -31,7 +31,7 @@ DEFAULT_INLINE_THRESHOLD = 100 * 1024
 
 def pack(header: bytes, buffers: list[Any], threshold: int, shm_name: str | None) -> Value:
     """A Value for a serialized object: in shared memory when large and ``shm_name`` given."""
-    if shm_name is not None and buffers and len(header) + nbytes(buffers) >= threshold:
+    if shm_name is not None and len(header) + nbytes(buffers) >= threshold:
         loc = write_segment(shm_name, header, buffers)
         return Value(ValueKind.SHM, json.dumps(loc).encode())
     return Value(ValueKind.INLINE, header, buffers)

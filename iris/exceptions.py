@@ -78,8 +78,10 @@ class TaskError(IrisError):
             return cls(f"{head}an exception\n\nRemote traceback:\n{remote_traceback}",
                        None, remote_traceback)
         name = type(cause).__name__
-        message = (f"{head}{name}: {cause}\n\nRemote traceback (most recent call last):\n"
-                   f"{remote_traceback}")
+        tb = remote_traceback
+        if tb.startswith("Traceback (most recent call last):"):
+            tb = tb[len("Traceback (most recent call last):"):].lstrip("\n")
+        message = f"{head}{name}: {cause}\n\nRemote traceback (most recent call last):\n{tb}"
         klass = _dual_class(type(cause))
         if klass is cls:
             err = cls(message, cause, remote_traceback)

@@ -174,3 +174,39 @@ def test_join_without_credentials_is_refused() -> None:
         os.environ.pop("IRIS_STATE_DIR", None)
         if env_token is not None:
             os.environ["IRIS_TOKEN"] = env_token
+
+
+def test_results_are_not_held_behind_a_long_task(tmp_path: object) -> None:
+    from iris.testing import local_cluster
+
+    gate = os.path.join(str(tmp_path), "gate")
+
+    @iris.remote
+    def work(path: str | None) -> str:
+        import time
+        deadline = time.monotonic() + 60
+        while path and not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return "done"
+
+    with local_cluster(num_workers=1):
+        iris.get([work.remote(None) for _ in range(20)])  # the function is known to be fast
+        refs = [work.remote(None), work.remote(None), work.remote(gate)]
+        try:
+            ready, _ = iris.wait(refs[:2], num_returns=2, timeout=30)
+            assert ready == refs[:2]  # while the third still runs on the same worker
+            assert iris.wait(refs[2:], timeout=0)[0] == []
+        finally:
+            open(gate, "w").close()
+        assert iris.get(refs, timeout=60) == ["done"] * 3
+
+
+def test_values_over_the_frame_limit_go_through_shared_memory() -> None:
+    from iris.testing import local_cluster
+
+    with local_cluster(num_workers=1, max_frame_bytes=1 << 20):
+        echo = iris.remote(lambda b: len(b))
+        assert iris.get(echo.remote(b"x" * 3_000_000), timeout=60) == 3_000_000
+        assert iris.get(echo.remote(b"x"), timeout=60) == 1
+        many = [echo.remote(b"y" * 60_000) for _ in range(100)]  # batches split to fit
+        assert iris.get(many, timeout=60) == [60_000] * 100

@@ -296,3 +296,53 @@ def test_many_blocking_parents_with_wide_fan_out(cluster: iris.ClusterContext) -
 
     expected = sum(i * i for i in range(100))
     assert iris.get([outer.remote(100) for _ in range(50)], timeout=60) == [expected] * 50
+
+
+def test_arguments_and_puts_are_snapshots(cluster: iris.ClusterContext) -> None:
+    small = np.zeros(10)
+    ref = iris.put(small)
+    small[0] = 5.0
+    assert iris.get(ref)[0] == 0.0
+    big = np.zeros(1_000_000)
+    first = iris.remote(lambda a: float(a[0])).remote(big)
+    big[0] = 5.0  # after .remote() returned: the task must see the value at the call
+    assert iris.get(first) == 0.0
+    tiny = np.zeros(10)
+    ref2 = iris.remote(lambda a: float(a[0])).remote(tiny)
+    tiny[0] = 7.0
+    assert iris.get(ref2) == 0.0
+
+
+def test_values_read_back_are_read_only_whatever_their_size(cluster: iris.ClusterContext
+                                                            ) -> None:
+    make = iris.remote(lambda n: np.ones(n))
+    for n in (10, 10_000, 1_000_000):
+        assert not iris.get(make.remote(n)).flags.writeable, n
+    assert not iris.get(iris.put(np.ones(10))).flags.writeable
+
+
+def test_exceptions_with_other_init_arguments_keep_their_traceback(
+        cluster: iris.ClusterContext) -> None:
+    class Odd(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(f"{a}/{b}")
+
+    def boom() -> None:
+        raise Odd(1, 2)
+
+    with pytest.raises(iris.TaskError) as info:
+        iris.get(iris.remote(boom).remote())
+    text = str(info.value)
+    assert "Odd" in text and "1/2" in text and "in boom" in text
+    assert text.count("Traceback (most recent call last)") + text.count(
+        "traceback (most recent call last)") == 1
+
+
+def test_refs_from_an_earlier_init_are_lost_not_hung() -> None:
+    from iris.testing import local_cluster
+
+    with local_cluster(num_workers=1):
+        old = iris.put(1)
+    with local_cluster(num_workers=1):
+        with pytest.raises(iris.ObjectLostError, match="earlier iris.init"):
+            iris.get(old, timeout=30)

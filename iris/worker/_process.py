@@ -3,14 +3,17 @@
 ::
 
     owner (driver or another worker)            worker process (this module)
-    DEALER ── TASKS / DEFINE / owner hello ──▶  ROUTER ──▶ queue ──▶ run task ──┐
-           ◀────────── RESULTS batch ────────────────────────────────────────────┘
+    DEALER ── TASKS / DEFINE / owner hello ──▶  ROUTER ─(main thread)─▶ queue
+           ◀────────── RESULTS batch ─────────── ROUTER ◀─ done ◀─ executor thread(s)
     node manager  ◀── WORKER_READY ── DEALER       stdin: closes when the node manager dies
 
-One thread runs everything: between tasks it drains the socket, and it sends the results
-gathered so far whenever the queue empties or a millisecond has passed since the oldest
-unsent one (batching without a timer). A task's code runs in this same thread, so a task
-that calls ``iris.get`` inside the worker reaches the cluster through its own client.
+The main thread owns every socket: it drains task batches into the queue and sends the
+results that executors leave in ``done``, all of them at once each time it wakes (batching
+without a timer). Executor threads run the tasks, one at a time: an executor takes a task
+only while no other runs one. A task that blocks in ``iris.get`` gives up that slot (its
+owner is told, so that it stops counting the task as load) and another executor carries on
+with the queue; the blocked task resumes on its own thread when its values arrive. So tasks
+that wait for other tasks never deadlock the worker, however they nest.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections import deque
 from typing import Any
@@ -28,6 +32,7 @@ import zmq
 from iris import _context
 from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
+    chunk_by_size,
     MsgType,
     ResultRecord,
     TaskRecord,
@@ -40,7 +45,7 @@ from iris._protocol import (
     encode_results,
 )
 from iris._refs import ResolvedArg
-from iris._serialization import dumps
+from iris._serialization import dumps, nbytes
 from iris._store import host_id
 from iris._transport import Credentials, Loop, bind_server, connect_client
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
@@ -50,7 +55,9 @@ __all__ = ["WorkerProcess", "main"]
 
 log = logging.getLogger("iris.worker")
 
-_FLUSH_AFTER_S = 0.001
+# Executor threads kept idle after a burst of tasks blocked in get; more are let go.
+_SPARE_EXECUTORS = 2
+
 
 
 class WorkerProcess:
@@ -72,9 +79,12 @@ class WorkerProcess:
         self.funcs: dict[int, Any] = {}
         self.owner_host: dict[bytes, str] = {}
         self.queue: deque[tuple[bytes, TaskRecord]] = deque()
-        self.pending: dict[bytes, list[ResultRecord]] = {}
-        self.running: list[tuple[bytes, int]] = []  # (owner, task id), innermost last
-        self.oldest = 0.0
+        self.done: list[tuple[bytes, ResultRecord]] = []  # for the main thread to send
+        self.cond = threading.Condition()  # guards queue, done, active, idle
+        self.active = 0  # executors running a task that is not blocked
+        self.idle = 0  # executors waiting for work
+        self.flush_scheduled = False
+        self.local = threading.local()  # .task = (owner, task id) of this executor's task
         self.seq = 0
         self.host = host_id()
         self.dropped_frames = 0
@@ -86,6 +96,7 @@ class WorkerProcess:
         self.loop.add_reader(self.router, self._on_router)
         self.loop.add_reader(self.node, self._on_node)
         self.loop.add_reader(sys.stdin.fileno(), self._on_parent)
+        self._start_executor()
         self.node.send_multipart(encode_control(MsgType.WORKER_READY, {
             "worker_id": self.worker_id, "address": self.address, "pid": os.getpid()}))
         try:
@@ -114,39 +125,74 @@ class WorkerProcess:
 
     def _on_router(self) -> None:
         self._drain()
-        self._run_queue()
+
+    # ------------------------------------------------------------------ executors
+    def _start_executor(self) -> None:
+        """Start one more executor thread (with ``cond`` held, or before any run)."""
+        self.idle += 1  # counted from now, so that nobody starts a second one for nothing
+        threading.Thread(target=self._executor, name="iris-executor", daemon=True).start()
+
+    def _executor(self) -> None:
+        cond, queue = self.cond, self.queue
+        while True:
+            with cond:
+                while not queue or self.active:
+                    cond.wait()
+                self.idle -= 1
+                peer, rec = queue.popleft()
+                self.active += 1
+            self.local.task = (peer, rec.task_id)
+            result = self._execute(peer, rec)
+            self.local.task = None
+            with cond:
+                self.active -= 1
+                self.done.append((peer, result))
+                schedule = not self.flush_scheduled
+                self.flush_scheduled = True
+                retire = self.idle >= _SPARE_EXECUTORS
+                if not retire:
+                    self.idle += 1
+                if queue and not self.active:
+                    cond.notify()
+            if schedule:
+                self.loop.call_soon_threadsafe(self._flush)
+            if retire:  # enough spare threads already (after a burst of blocked tasks)
+                return
+
+    def _wake_executor(self) -> None:
+        """With ``cond`` held: if work waits and nothing runs, get an executor going
+        (an idle one, or a new thread when every executor is blocked in a task)."""
+        if self.queue and not self.active:
+            if self.idle:
+                self.cond.notify()
+            else:
+                self._start_executor()
 
     def task_blocked(self, blocked: bool) -> None:
-        """Tell the owner of the running task that it waits in ``get`` (or resumed)."""
-        if not self.running:
-            return
-        peer, task_id = self.running[-1]
-        try:
-            self.router.send_multipart([peer, *encode_control(MsgType.REQUEST, {
-                "op": "blocked", "task_id": task_id, "blocked": blocked})])
-        except zmq.ZMQError:
-            pass
+        """Called by a task's thread as it starts (True) or stops (False) waiting in get.
 
-    def serve_while_waiting(self, timeout_s: float, wake_fd: int) -> None:
-        """Serve this worker while a task waits in ``iris.get`` (see ``_context``).
-
-        Runs one queued task (nested on the stack), or else waits up to ``timeout_s`` for
-        a message or for ``wake_fd`` (an object the waiter may want settled). Returns after
-        either, so that the waiter can look at its objects again.
+        A blocked task gives up the worker's slot, so another executor runs the queue;
+        its owner is told, so that it stops counting the task against this worker.
         """
-        self._flush()
-        if not self.queue:
-            poller = zmq.Poller()
-            poller.register(self.router, zmq.POLLIN)
-            poller.register(wake_fd, zmq.POLLIN)
-            if not poller.poll(timeout_s * 1000):
-                return
-            self._drain()
-        if self.queue:
-            peer, rec = self.queue.popleft()
-            result = self._execute(peer, rec)  # may nest and flush: take the list after
-            self.pending.setdefault(peer, []).append(result)
-            self._flush()
+        task = getattr(self.local, "task", None)
+        if task is None:
+            return
+        with self.cond:
+            if blocked:
+                self.active -= 1
+                self._wake_executor()
+            else:
+                self.active += 1
+        peer, task_id = task
+        frames = encode_control(MsgType.REQUEST, {"op": "blocked", "task_id": task_id,
+                                                   "blocked": blocked})
+        self.loop.call_soon_threadsafe(lambda: self._send(peer, frames))
+
+    def _send(self, peer: bytes, frames: list[Any]) -> None:
+        try:
+            self.router.send_multipart([peer, *frames], copy=False)
+        except zmq.ZMQError as exc:  # the owner went away: nobody reads this any more
+            log.info("dropped a message for a departed owner: %s", exc)
 
     def _drain(self) -> None:
         router = self.router
@@ -167,7 +213,10 @@ class WorkerProcess:
     def _handle(self, peer: bytes, m: Any) -> None:
         t = m.type
         if t == MsgType.TASKS:
-            self.queue.extend((peer, rec) for rec in decode_tasks(m))
+            records = decode_tasks(m)
+            with self.cond:
+                self.queue.extend((peer, rec) for rec in records)
+                self._wake_executor()
         elif t == MsgType.DEFINE:
             func_id, blob = decode_define(m)
             self.blobs[func_id] = blob
@@ -184,35 +233,17 @@ class WorkerProcess:
         else:
             raise ProtocolError(f"a worker does not take message type 0x{t:02x}")
 
-    def _run_queue(self) -> None:
-        queue = self.queue
-        pending = self.pending
-        while queue:
-            peer, rec = queue.popleft()
-            result = self._execute(peer, rec)
-            batch = pending.get(peer)
-            if batch is None:
-                pending[peer] = batch = []
-                if not self.oldest:
-                    self.oldest = time.perf_counter()
-            batch.append(result)
-            if time.perf_counter() - self.oldest > _FLUSH_AFTER_S:
-                self._flush()
-                self._drain()
-        self._flush()
-
     def _flush(self) -> None:
-        """Send every finished result. Results are shared by nested ``_run_queue`` frames
-        (see :meth:`serve_while_waiting`), so a blocked task never holds back others'."""
-        pending = self.pending
-        self.oldest = 0.0
-        for peer, batch in pending.items():
-            frames = encode_results(batch)
-            try:
-                self.router.send_multipart([peer, *frames], copy=False)
-            except zmq.ZMQError as exc:  # the owner went away: its results have no reader
-                log.info("dropped %d results for a departed owner: %s", len(batch), exc)
-        pending.clear()
+        """Send every finished result, batched per owner (main thread)."""
+        with self.cond:
+            done, self.done = self.done, []
+            self.flush_scheduled = False
+        by_peer: dict[bytes, list[ResultRecord]] = {}
+        for peer, result in done:
+            by_peer.setdefault(peer, []).append(result)
+        for peer, batch in by_peer.items():
+            for chunk in chunk_by_size(batch, self.max_frame // 2, _result_size):
+                self._send(peer, encode_results(chunk))
 
     # ------------------------------------------------------------------ tasks
     def _function(self, func_id: int) -> Any:
@@ -231,7 +262,6 @@ class WorkerProcess:
     def _execute(self, peer: bytes, rec: TaskRecord) -> ResultRecord:
         t0 = time.perf_counter_ns()
         self.tasks_run += 1
-        self.running.append((peer, rec.task_id))
         try:
             fn = self._function(rec.func_id)
             args, kwargs = from_value(rec.args)
@@ -243,8 +273,6 @@ class WorkerProcess:
             # Skip _execute's own frame when the error came from the user's function.
             user = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
             values = [error_value(exc, 1 if user else 0)]
-        finally:
-            self.running.pop()
         return ResultRecord(rec.task_id, values, time.perf_counter_ns() - t0)
 
     def _result_values(self, peer: bytes, rec: TaskRecord, result: Any) -> list[Value]:
@@ -265,11 +293,19 @@ class WorkerProcess:
         for part in parts:
             header, buffers = dumps(part)
             name = None
-            if same_host and buffers:
+            size = len(header) + nbytes(buffers)
+            if same_host and size >= self.threshold:
                 self.seq += 1
                 name = f"iris-{self.cluster_id}-{self.worker_id}-{self.seq}"
+            elif size > self.max_frame:
+                raise ValueError(f"the result is {size} bytes, more than max_frame_bytes="
+                                 f"{self.max_frame} allows on the wire to its owner's host")
             values.append(pack(header, buffers, self.threshold, name))
         return values
+
+
+def _result_size(rec: ResultRecord) -> int:
+    return sum(len(v.data) for v in rec.values)
 
 
 def _substitute(args: tuple[Any, ...], kwargs: dict[str, Any], resolved: list[Value]
@@ -294,14 +330,13 @@ def main() -> None:
     if not line:
         return
     cfg = json.loads(line)
-    logging.basicConfig(level=os.environ.get("IRIS_LOG_LEVEL", "WARNING"),
+    logging.basicConfig(level=os.environ.get("IRIS_LOG_LEVEL", "WARNING").upper(),
                         format=f"[iris worker {cfg.get('worker_id')}] %(levelname)s %(message)s")
     _context.worker_config = cfg
     for path in reversed(cfg.get("sys_path") or []):
         if path not in sys.path:
             sys.path.insert(1, path)
     worker = WorkerProcess(cfg)
-    _context.wait_hook = worker.serve_while_waiting
     _context.block_hook = worker.task_blocked
     worker.run()
     # Leave at once: a task may have left threads or pools behind that would hold us up.
