@@ -57,6 +57,8 @@ log = logging.getLogger("iris.worker")
 
 # Executor threads kept idle after a burst of tasks blocked in get; more are let go.
 _SPARE_EXECUTORS = 2
+# During a burst, results gather this long before the main thread sends them.
+_BATCH_S = 0.001
 
 
 
@@ -83,7 +85,8 @@ class WorkerProcess:
         self.cond = threading.Condition()  # guards queue, done, active, idle
         self.active = 0  # executors running a task that is not blocked
         self.idle = 0  # executors waiting for work
-        self.flush_scheduled = False
+        self.flush_now = False  # a flush is queued on the main thread
+        self.flush_later = False  # a flush is due within _BATCH_S
         self.local = threading.local()  # .task = (owner, task id) of this executor's task
         self.seq = 0
         self.host = host_id()
@@ -147,8 +150,15 @@ class WorkerProcess:
             with cond:
                 self.active -= 1
                 self.done.append((peer, result))
-                schedule = not self.flush_scheduled
-                self.flush_scheduled = True
+                # A lone result goes out at once; during a burst (more tasks queued) the
+                # main thread sends what has gathered a millisecond later, so that it wakes
+                # once per batch, not once per task, and nothing waits behind a long task.
+                if not queue:
+                    schedule, self.flush_now = not self.flush_now, True
+                    later = False
+                else:
+                    schedule = False
+                    later, self.flush_later = not self.flush_later, True
                 retire = self.idle >= _SPARE_EXECUTORS
                 if not retire:
                     self.idle += 1
@@ -156,6 +166,9 @@ class WorkerProcess:
                     cond.notify()
             if schedule:
                 self.loop.call_soon_threadsafe(self._flush)
+            elif later:
+                self.loop.call_soon_threadsafe(
+                    lambda: self.loop.call_later(_BATCH_S, self._flush))
             if retire:  # enough spare threads already (after a burst of blocked tasks)
                 return
 
@@ -237,7 +250,8 @@ class WorkerProcess:
         """Send every finished result, batched per owner (main thread)."""
         with self.cond:
             done, self.done = self.done, []
-            self.flush_scheduled = False
+            self.flush_now = False  # a flush is queued on the main thread
+        self.flush_later = False  # a flush is due within _BATCH_S
         by_peer: dict[bytes, list[ResultRecord]] = {}
         for peer, result in done:
             by_peer.setdefault(peer, []).append(result)
