@@ -39,7 +39,8 @@ def main() -> None:
 
     t0 = time.perf_counter()
     ctx = iris.init(num_workers=args.workers)
-    print(f"cluster {ctx.cluster_id} at {ctx.address} started in "
+    how = "started" if ctx.embedded else "joined"
+    print(f"cluster {ctx.cluster_id} at {ctx.address} {how} in "
           f"{time.perf_counter() - t0:.3f} s")
 
     tasks = 64
