@@ -122,11 +122,6 @@ class _Task:
     args_value: Value | None = None
     args_segment: str | None = None
     waiting: int = 0
-    worker: str = ""
-
-    @property
-    def task_id(self) -> int:
-        return self.oids[0]
 
 
 @dataclass(slots=True, eq=False)
@@ -345,7 +340,6 @@ class Client:
                     defined.add(func.func_id)
                     defines.setdefault(w.worker_id, []).extend(
                         encode_define(func.func_id, func.blob))
-                task.worker = w.worker_id
                 inflight[task.oids[0]] = task
                 recs.append(rec)
         for wid, recs in batches.items():
@@ -802,6 +796,3 @@ def _placeholder(a: Any, deps: list[ObjectRef]) -> Any:
         return ResolvedArg(len(deps) - 1)
     return a
 
-
-# Unused-import guard for linters: encode_results is used by _serve_object.
-_ = (encode_results, nbytes)

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from iris._protocol import Value, ValueKind
-from iris._serialization import dumps, dumps_error, loads, loads_error, nbytes
+from iris._serialization import dumps_error, loads, loads_error, nbytes
 from iris._store import SegmentLost, host_id, map_segment, read_segment_bytes, write_segment
 from iris.exceptions import ObjectLostError, TaskError
 
@@ -23,7 +23,6 @@ __all__ = [
     "is_shm",
     "pack",
     "shm_location",
-    "to_value",
 ]
 
 DEFAULT_INLINE_THRESHOLD = 100 * 1024
@@ -35,12 +34,6 @@ def pack(header: bytes, buffers: list[Any], threshold: int, shm_name: str | None
         loc = write_segment(shm_name, header, buffers)
         return Value(ValueKind.SHM, json.dumps(loc).encode())
     return Value(ValueKind.INLINE, header, buffers)
-
-
-def to_value(obj: Any, threshold: int, shm_name: str | None) -> Value:
-    """Serialize ``obj`` into a Value (see :func:`pack`)."""
-    header, buffers = dumps(obj)
-    return pack(header, buffers, threshold, shm_name)
 
 
 def error_value(exc: BaseException, skip_frames: int = 0) -> Value:
