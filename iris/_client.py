@@ -345,9 +345,18 @@ class Client:
         for wid, recs in batches.items():
             if not recs:
                 continue
-            sock = self.workers[wid].sock
+            w = self.workers[wid]
             frames = defines.get(wid, [])
-            for chunk in chunk_by_size(recs, self.max_frame // 2, _record_size):
+            budget = self.max_frame // 2
+            # On this host every argument is under the inline threshold (larger ones went
+            # to shared memory at submission), so a batch's size is bounded without a look.
+            if w.host == self.host and len(recs) * self.threshold <= budget and not any(
+                    rec.resolved for rec in recs):
+                chunks: list[Any] = [recs]
+            else:
+                chunks = chunk_by_size(recs, budget, _record_size)
+            sock = w.sock
+            for chunk in chunks:
                 sock.send_multipart(frames + encode_tasks(chunk), copy=False)
                 frames = []
 
@@ -367,7 +376,7 @@ class Client:
                 if is_shm(v) and shm_location(v).get("host") != w.host:
                     v = inline_copy(v)
                 resolved.append(v)
-        for v in (args, *resolved):
+        for v in (args, *resolved) if not same_host or resolved else ():
             if v.kind == ValueKind.INLINE and (len(v.data) > self.max_frame or any(
                     memoryview(b).nbytes > self.max_frame for b in v.buffers)):
                 raise ValueError(

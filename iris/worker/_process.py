@@ -255,8 +255,14 @@ class WorkerProcess:
         by_peer: dict[bytes, list[ResultRecord]] = {}
         for peer, result in done:
             by_peer.setdefault(peer, []).append(result)
+        budget = self.max_frame // 2
         for peer, batch in by_peer.items():
-            for chunk in chunk_by_size(batch, self.max_frame // 2, _result_size):
+            # For an owner on this host every result is under the inline threshold (larger
+            # ones are in shared memory), so the batch's size is bounded without a look.
+            if self.owner_host.get(peer) == self.host and len(batch) * self.threshold <= budget:
+                self._send(peer, encode_results(batch))
+                continue
+            for chunk in chunk_by_size(batch, budget, _result_size):
                 self._send(peer, encode_results(chunk))
 
     # ------------------------------------------------------------------ tasks
