@@ -26,12 +26,10 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import logging
-import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import zmq
 
@@ -53,6 +51,13 @@ from iris._protocol import (
     encode_results,
     encode_tasks,
 )
+from iris._records import FAILED as _FAILED
+from iris._records import PENDING as _PENDING
+from iris._records import READY as _READY
+from iris._records import FunctionInfo
+from iris._records import ObjectEntry as _Object
+from iris._records import TaskEntry as _Task
+from iris._records import WorkerLink as _Worker
 from iris._refs import ObjectRef, ResolvedArg, collect_refs, set_resolver
 from iris._serialization import describe_unpicklable, dumps, dumps_plain, nbytes
 from iris._store import clear_pool, host_id, release_segment
@@ -77,66 +82,10 @@ __all__ = ["Client", "FunctionInfo"]
 
 log = logging.getLogger("iris.client")
 
-_PENDING, _READY, _FAILED = 0, 1, 2
 # Owner addresses of this process's clients that were closed: their refs are dead.
 _retired_owners: set[str] = set()
 _TARGET_INFLIGHT_S = 0.002
 _MAX_CAP = 1024
-
-
-@dataclass(slots=True)
-class FunctionInfo:
-    """A remote function as the client ships it: id, pickled code, name (internal)."""
-
-    func_id: int
-    blob: bytes
-    name: str
-    label: str = ""
-
-    def __post_init__(self) -> None:
-        self.label = self.label or f"task {self.name}"
-
-
-class _Object:
-    __slots__ = ("state", "value", "error", "callbacks", "where", "owned_segment")
-
-    def __init__(self, where: str = "") -> None:
-        self.state = _PENDING
-        self.value: Value | None = None
-        self.error: BaseException | None = None
-        self.callbacks: list[Callable[[_Object], None]] | None = None
-        self.where = where
-        self.owned_segment: str | None = None
-
-
-@dataclass(slots=True, eq=False)
-class _Task:
-    oids: list[int]
-    func: FunctionInfo
-    header: bytes
-    buffers: list[Any]
-    deps: list[ObjectRef] | None
-    pinned: list[ObjectRef]
-    num_returns: int
-    retries_left: int
-    args_value: Value | None = None
-    args_segment: str | None = None
-    waiting: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class _Worker:
-    worker_id: str
-    address: str
-    host: str
-    sock: zmq.Socket[Any]
-    inflight: dict[int, _Task] = field(default_factory=dict)
-    defined: set[int] = field(default_factory=set)
-    # In-flight tasks that told us they are blocked in get: they do not count as load.
-    blocked: set[int] = field(default_factory=set)
-
-    def load(self) -> int:
-        return len(self.inflight) - len(self.blocked)
 
 
 class Client:

@@ -17,7 +17,7 @@ import sys
 import traceback
 from typing import Any, Sequence
 
-import cloudpickle
+from types import ModuleType
 
 __all__ = [
     "describe_unpicklable",
@@ -29,6 +29,14 @@ __all__ = [
     "loads_error",
     "nbytes",
 ]
+
+def _cloudpickle() -> ModuleType:
+    """cloudpickle, imported on first use: a worker that only runs plain-argument tasks
+    never needs it (unpickling by-value code imports it by itself)."""
+    import cloudpickle
+
+    return cloudpickle
+
 
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
 
@@ -95,7 +103,7 @@ def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
         return plain
     buffers: list[pickle.PickleBuffer] = []
     try:
-        data = cloudpickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+        data = _cloudpickle().dumps(obj, protocol=5, buffer_callback=buffers.append)
     except Exception as exc:  # pickling raises many types: TypeError, PicklingError, ...
         raise TypeError(f"cannot serialize {type(obj).__name__} value: {exc}") from exc
     return data, buffers
@@ -114,7 +122,7 @@ def nbytes(buffers: Sequence[Any]) -> int:
 def dumps_function(fn: Any) -> bytes:
     """Cloudpickle a function (by value where it cannot be imported by name)."""
     try:
-        return cloudpickle.dumps(fn, protocol=5)
+        return _cloudpickle().dumps(fn, protocol=5)
     except Exception as exc:
         name = getattr(fn, "__qualname__", repr(fn))
         raise TypeError(f"remote function {name} cannot be serialized: {exc}") from exc
@@ -124,12 +132,12 @@ def describe_unpicklable(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     """Name the first argument that cannot be serialized, for a clear TypeError."""
     for i, a in enumerate(args):
         try:
-            cloudpickle.dumps(a, protocol=5, buffer_callback=lambda b: None)
+            _cloudpickle().dumps(a, protocol=5, buffer_callback=lambda b: None)
         except Exception as exc:
             return f"argument {i} ({type(a).__name__} {_short_repr(a)}) cannot be serialized: {exc}"
     for k, a in kwargs.items():
         try:
-            cloudpickle.dumps(a, protocol=5, buffer_callback=lambda b: None)
+            _cloudpickle().dumps(a, protocol=5, buffer_callback=lambda b: None)
         except Exception as exc:
             return f"argument {k}= ({type(a).__name__} {_short_repr(a)}) cannot be serialized: {exc}"
     return "the arguments cannot be serialized"
@@ -154,7 +162,7 @@ def dumps_error(exc: BaseException, skip_frames: int = 0) -> bytes:
             tb_obj = tb_obj.tb_next
     tb = "".join(traceback.format_exception(type(exc), exc, tb_obj))
     try:
-        blob = cloudpickle.dumps((exc, tb), protocol=5)
+        blob = _cloudpickle().dumps((exc, tb), protocol=5)
         pickle.loads(blob)  # exceptions whose __init__ takes other arguments fail here
         return blob
     except Exception:

@@ -273,7 +273,6 @@ class WorkerProcess:
             if blob is None:
                 raise LookupError(f"function {func_id:x} was never sent to worker "
                                   f"{self.worker_id}")
-            import cloudpickle  # noqa: F401  (loads by-value functions' helpers)
             import pickle
 
             fn = self.funcs[func_id] = pickle.loads(blob)

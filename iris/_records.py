@@ -1,0 +1,77 @@
+"""The client's records: remote functions as shipped, objects it owns, tasks it tracks,
+workers it talks to (internal types, not part of the public API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import zmq
+
+from iris._protocol import Value
+from iris._refs import ObjectRef
+
+__all__ = ["FAILED", "PENDING", "READY", "FunctionInfo", "ObjectEntry", "TaskEntry", "WorkerLink"]
+
+PENDING, READY, FAILED = 0, 1, 2  # ObjectEntry.state
+
+
+@dataclass(slots=True)
+class FunctionInfo:
+    """A remote function as the client ships it: id, pickled code, name (internal)."""
+
+    func_id: int
+    blob: bytes
+    name: str
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        self.label = self.label or f"task {self.name}"
+
+
+class ObjectEntry:
+    """One object in its owner's table: state, value or error, callbacks."""
+
+    __slots__ = ("state", "value", "error", "callbacks", "where", "owned_segment")
+
+    def __init__(self, where: str = "") -> None:
+        self.state = PENDING
+        self.value: Value | None = None
+        self.error: BaseException | None = None
+        self.callbacks: list[Callable[[ObjectEntry], None]] | None = None
+        self.where = where
+        self.owned_segment: str | None = None
+
+
+@dataclass(slots=True, eq=False)
+class TaskEntry:
+    """A submitted task until its result arrives."""
+
+    oids: list[int]
+    func: FunctionInfo
+    header: bytes
+    buffers: list[Any]
+    deps: list[ObjectRef] | None
+    pinned: list[ObjectRef]
+    num_returns: int
+    retries_left: int
+    args_value: Value | None = None
+    args_segment: str | None = None
+    waiting: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class WorkerLink:
+    """A worker the client sends tasks to, and what is in flight there."""
+
+    worker_id: str
+    address: str
+    host: str
+    sock: zmq.Socket[Any]
+    inflight: dict[int, TaskEntry] = field(default_factory=dict)
+    defined: set[int] = field(default_factory=set)
+    # In-flight tasks that told us they are blocked in get: they do not count as load.
+    blocked: set[int] = field(default_factory=set)
+
+    def load(self) -> int:
+        return len(self.inflight) - len(self.blocked)
