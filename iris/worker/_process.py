@@ -27,6 +27,9 @@ import time
 from collections import deque
 from typing import Any
 
+# Imported at boot, which overlaps the daemon's own start, rather than by the first task's
+# unpickling, which is on the path to the first result.
+import cloudpickle  # noqa: F401
 import zmq
 
 from iris import _context
