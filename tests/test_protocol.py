@@ -144,3 +144,13 @@ def test_random_payloads_behind_a_valid_header(payload: bytes, mtype: int, nbufs
                 decode(m)
             except ProtocolError:
                 pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 100), max_size=50), st.integers(1, 150))
+def test_chunk_by_size_keeps_order_and_respects_the_budget(sizes: list[int], budget: int
+                                                           ) -> None:
+    chunks = p.chunk_by_size(sizes, budget, lambda n: n)
+    assert [x for c in chunks for x in c] == sizes
+    for c in chunks:
+        assert len(c) == 1 or sum(c) <= budget  # only a lone oversized record may exceed

@@ -154,3 +154,7 @@ def test_failed_bind_is_a_clear_error_and_leaks_nothing(creds: Credentials) -> N
             bind_server(zmq.ROUTER, creds, endpoint)  # the port is taken
     finally:
         server.close(0)
+
+
+def test_generated_tokens_never_look_like_options() -> None:
+    assert all(not Credentials.generate().token.startswith("-") for _ in range(200))
