@@ -61,7 +61,14 @@ from iris._records import WorkerLink as _Worker
 from iris._refs import ObjectRef, ResolvedArg, collect_refs, set_resolver
 from iris._serialization import describe_unpicklable, dumps, dumps_plain, nbytes
 from iris._store import clear_pool, host_id, release_segment
-from iris._transport import Credentials, Loop, bind_server, connect_client, recv_frames
+from iris._transport import (
+    Credentials,
+    Loop,
+    bind_server,
+    connect_client,
+    drain_router,
+    recv_frames,
+)
 from iris._values import (
     DEFAULT_INLINE_THRESHOLD,
     from_value,
@@ -491,19 +498,13 @@ class Client:
 
     def _on_owner_sock(self) -> None:
         """A borrower asks for one of our objects: answer now, or when it is ready."""
-        while True:
-            frames = recv_frames(self.owner_sock)
-            if frames is None:
-                return
-            peer = frames[0]
-            try:
-                for m in decode_frames(frames[1:], self.max_frame):
-                    body = decode_control(m)
-                    if m.type != MsgType.OBJ_GET or not isinstance(body.get("oid"), int):
-                        raise ProtocolError("owner socket takes OBJ_GET {oid} only")
-                    self._serve_object(peer, body["oid"], str(body.get("host", "")))
-            except ProtocolError as exc:
-                log.warning("dropped a malformed object request: %s", exc)
+        drain_router(self.owner_sock, self.max_frame, self._object_request, _dropped_request)
+
+    def _object_request(self, peer: bytes, m: Message) -> None:
+        body = decode_control(m)
+        if m.type != MsgType.OBJ_GET or not isinstance(body.get("oid"), int):
+            raise ProtocolError("owner socket takes OBJ_GET {oid} only")
+        self._serve_object(peer, body["oid"], str(body.get("host", "")))
 
     def _serve_object(self, peer: bytes, oid: int, host: str) -> None:
         obj = self.objects.get(oid)
@@ -742,6 +743,10 @@ class Client:
         self.borrowed.clear()
         with self.cv:
             self.cv.notify_all()
+
+
+def _dropped_request(_peer: bytes, exc: ProtocolError) -> None:
+    log.warning("dropped a malformed object request: %s", exc)
 
 
 def _record_size(rec: TaskRecord) -> int:

@@ -26,14 +26,15 @@ from typing import Any, Callable
 import zmq
 from zmq.utils import z85
 
-from iris._protocol import DEFAULT_MAX_FRAME_BYTES
-from iris.exceptions import AuthenticationError
+from iris._protocol import DEFAULT_MAX_FRAME_BYTES, Message, decode_frames
+from iris.exceptions import AuthenticationError, ProtocolError
 
 __all__ = [
     "Credentials",
     "Loop",
     "bind_server",
     "connect_client",
+    "drain_router",
     "get_context",
     "recv_frames",
 ]
@@ -205,6 +206,27 @@ def recv_frames(sock: zmq.Socket[Any]) -> list[Any] | None:
         return None
     # Read-only, like every other way a value reaches a reader (bytes, shared memory).
     return [f.bytes if len(f) < _SMALL_FRAME else f.buffer.toreadonly() for f in frames]
+
+
+def drain_router(sock: zmq.Socket[Any], max_frame_bytes: int,
+                 handle: Callable[[bytes, Message], None],
+                 dropped: Callable[[bytes, ProtocolError], None]) -> None:
+    """Serve every message waiting on a ROUTER socket, without blocking.
+
+    Each multipart is decoded and its messages handed to ``handle(peer, message)``; a
+    :class:`ProtocolError` (from decoding or from ``handle``) drops the rest of that
+    multipart and is reported to ``dropped(peer, error)``. The socket keeps serving.
+    """
+    while True:
+        frames = recv_frames(sock)
+        if frames is None:
+            return
+        peer = frames[0]
+        try:
+            for m in decode_frames(frames[1:], max_frame_bytes):
+                handle(peer, m)
+        except ProtocolError as exc:
+            dropped(peer, exc)
 
 
 class Loop:

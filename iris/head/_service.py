@@ -27,11 +27,10 @@ from iris._protocol import (
     Message,
     MsgType,
     decode_control,
-    decode_frames,
     encode,
     encode_control,
 )
-from iris._transport import Credentials, Loop, bind_server
+from iris._transport import Credentials, Loop, bind_server, drain_router
 from iris.exceptions import ProtocolError
 from iris.head._names import NameTable, handle_request
 
@@ -94,18 +93,11 @@ class HeadService:
                 self.clients.discard(ident)
 
     def _on_router(self) -> None:
-        while True:
-            try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            ident = frames[0]
-            try:
-                for m in decode_frames(frames[1:], self.max_frame):
-                    self._handle(ident, m)
-            except ProtocolError as exc:
-                self.dropped_frames += 1
-                log.warning("dropped a malformed message from %r: %s", ident, exc)
+        drain_router(self.router, self.max_frame, self._handle, self._dropped)
+
+    def _dropped(self, ident: bytes, exc: ProtocolError) -> None:
+        self.dropped_frames += 1
+        log.warning("dropped a malformed message from %r: %s", ident, exc)
 
     # ------------------------------------------------------------------ handlers
     def _handle(self, ident: bytes, m: Message) -> None:

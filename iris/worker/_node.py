@@ -21,7 +21,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import zmq
 
 from iris._protocol import (
+    Message,
     DEFAULT_MAX_FRAME_BYTES,
     MsgType,
     decode_control,
@@ -37,7 +37,7 @@ from iris._protocol import (
     encode_control,
 )
 from iris._store import host_id, remove_cluster_segments
-from iris._transport import Credentials, Loop, bind_server, connect_client
+from iris._transport import Credentials, Loop, bind_server, connect_client, drain_router
 from iris.worker._spawn import spawn_worker_process
 from iris.exceptions import ProtocolError
 
@@ -50,6 +50,10 @@ log = logging.getLogger("iris.node")
 _EARLY_DEATH_S = 2.0
 _RESPAWN_BACKOFF_S = 0.2
 _RESPAWN_BACKOFF_MAX_S = 10.0
+
+
+def _dropped(_peer: bytes, exc: ProtocolError) -> None:
+    log.warning("dropped a malformed message from a worker: %s", exc)
 
 
 def describe_exit(returncode: int) -> str:
@@ -160,18 +164,12 @@ class NodeManager:
             self._spawn()
 
     def _on_router(self) -> None:
-        while True:
-            try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                for m in decode_frames(frames[1:], self.max_frame):
-                    if m.type != MsgType.WORKER_READY:
-                        raise ProtocolError(f"node manager got unexpected type 0x{m.type:02x}")
-                    self._worker_ready(decode_control(m))
-            except ProtocolError as exc:
-                log.warning("dropped a malformed message from a worker: %s", exc)
+        drain_router(self.router, self.max_frame, self._from_worker, _dropped)
+
+    def _from_worker(self, _peer: bytes, m: Message) -> None:
+        if m.type != MsgType.WORKER_READY:
+            raise ProtocolError(f"node manager got unexpected type 0x{m.type:02x}")
+        self._worker_ready(decode_control(m))
 
     def _worker_ready(self, body: dict[str, Any]) -> None:
         slot = self.slots.get(str(body.get("worker_id")))

@@ -50,7 +50,7 @@ from iris._protocol import (
 from iris._refs import ResolvedArg
 from iris._serialization import dumps, nbytes
 from iris._store import host_id
-from iris._transport import Credentials, Loop, bind_server, connect_client
+from iris._transport import Credentials, Loop, bind_server, connect_client, drain_router
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
 from iris.exceptions import ProtocolError
 
@@ -211,20 +211,11 @@ class WorkerProcess:
             log.info("dropped a message for a departed owner: %s", exc)
 
     def _drain(self) -> None:
-        router = self.router
-        while True:
-            try:
-                frames = router.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            peer = frames[0].bytes
-            try:
-                msgs = decode_frames([f.buffer for f in frames[1:]], self.max_frame)
-                for m in msgs:
-                    self._handle(peer, m)
-            except ProtocolError as exc:
-                self.dropped_frames += 1
-                log.warning("dropped a malformed message from %r: %s", peer, exc)
+        drain_router(self.router, self.max_frame, self._handle, self._dropped)
+
+    def _dropped(self, peer: bytes, exc: ProtocolError) -> None:
+        self.dropped_frames += 1
+        log.warning("dropped a malformed message from %r: %s", peer, exc)
 
     def _handle(self, peer: bytes, m: Any) -> None:
         t = m.type
