@@ -244,8 +244,7 @@ class WorkerProcess:
         """Send every finished result, batched per owner (main thread)."""
         with self.cond:
             done, self.done = self.done, []
-            self.flush_now = False  # a flush is queued on the main thread
-        self.flush_later = False  # a flush is due within _BATCH_S
+            self.flush_now = self.flush_later = False
         by_peer: dict[bytes, list[ResultRecord]] = {}
         for peer, result in done:
             by_peer.setdefault(peer, []).append(result)
