@@ -11,8 +11,9 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from iris import _context
 from iris._refs import ObjectRef

@@ -29,20 +29,21 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import zmq
 
 from iris import _context
 from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
-    chunk_by_size,
     Message,
     MsgType,
     ResultRecord,
     TaskRecord,
     Value,
     ValueKind,
+    chunk_by_size,
     decode_control,
     decode_frames,
     decode_results,

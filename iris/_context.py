@@ -6,7 +6,8 @@ A worker process records its configuration here at start, so that a task calling
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["block_hook", "worker_config"]
 

@@ -33,7 +33,8 @@ import socket
 import stat
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from iris._transport import Credentials, Loop
 from iris.exceptions import AuthenticationError, IrisError
@@ -133,8 +134,7 @@ def find_state(address: str | None) -> dict[str, Any] | None:
 
 
 def _same_address(a: str, b: str) -> bool:
-    strip = (lambda s: s[len("tcp://"):] if s.startswith("tcp://") else s)
-    return strip(a) == strip(b)
+    return a.removeprefix("tcp://") == b.removeprefix("tcp://")
 
 
 def _alive(pid: int) -> bool:

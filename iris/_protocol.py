@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from iris.exceptions import ProtocolError
 
@@ -213,7 +214,7 @@ def decode_frames(frames: Sequence[Any], max_frame_bytes: int = DEFAULT_MAX_FRAM
             if len(b) > max_frame_bytes:
                 raise ProtocolError(f"buffer frame of {len(b)} bytes exceeds the ceiling "
                                     f"{max_frame_bytes}")
-        payload = memoryview(head)[HEADER.size:] if not isinstance(head, bytes) else head[HEADER.size:]
+        payload = head[HEADER.size:] if isinstance(head, bytes) else memoryview(head)[HEADER.size:]
         out.append(Message(mtype, payload, bufs, request_id, flags))
         i += 1 + nbufs
     return out

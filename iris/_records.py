@@ -3,8 +3,9 @@ workers it talks to (internal types, not part of the public API)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import zmq
 

@@ -13,7 +13,8 @@ so that ``ref.future()``, ``await ref`` and reference counting reach it.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Generator, Protocol
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import concurrent.futures

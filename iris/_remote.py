@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from typing import Any, Callable, TypeVar, overload
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 from iris._api import _client_for_call
 from iris._refs import ObjectRef

@@ -15,9 +15,9 @@ from __future__ import annotations
 import pickle
 import sys
 import traceback
-from typing import Any, Sequence
-
+from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 __all__ = [
     "describe_unpicklable",
@@ -139,7 +139,8 @@ def describe_unpicklable(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
         try:
             _cloudpickle().dumps(a, protocol=5, buffer_callback=lambda b: None)
         except Exception as exc:
-            return f"argument {k}= ({type(a).__name__} {_short_repr(a)}) cannot be serialized: {exc}"
+            return (f"argument {k}= ({type(a).__name__} {_short_repr(a)}) cannot be "
+                    f"serialized: {exc}")
     return "the arguments cannot be serialized"
 
 

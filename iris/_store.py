@@ -38,7 +38,8 @@ import secrets
 import socket
 import threading
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "SHM_DIR",

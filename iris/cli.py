@@ -31,7 +31,8 @@ import json
 import os
 import shlex
 import sys
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 

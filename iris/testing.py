@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 __all__ = ["assert_cluster_gone", "live_children", "local_cluster", "shm_segments",
            "wait_until"]

@@ -18,8 +18,8 @@ once to get the plain-Python version (the fallback) and once for numba.
 """
 
 from __future__ import annotations
-
 import __future__
+
 import ast
 import inspect
 import textwrap

@@ -30,7 +30,6 @@ Modules, each one concept::
 
 from __future__ import annotations
 
-
 from iris.mesh._calls import Reply
 from iris.mesh._head_link import HeadUnreachable
 from iris.mesh._mailbox import Mailbox

@@ -28,8 +28,8 @@ from typing import Any
 import zmq
 
 from iris._protocol import (
-    Message,
     DEFAULT_MAX_FRAME_BYTES,
+    Message,
     MsgType,
     decode_control,
     decode_frames,
@@ -38,8 +38,8 @@ from iris._protocol import (
 )
 from iris._store import host_id, remove_cluster_segments
 from iris._transport import Credentials, Loop, bind_server, connect_client, drain_router
-from iris.worker._spawn import spawn_worker_process
 from iris.exceptions import ProtocolError
+from iris.worker._spawn import spawn_worker_process
 
 __all__ = ["NodeManager", "describe_exit"]
 

@@ -35,11 +35,11 @@ import zmq
 from iris import _context
 from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
-    chunk_by_size,
     MsgType,
     ResultRecord,
     TaskRecord,
     Value,
+    chunk_by_size,
     decode_control,
     decode_define,
     decode_frames,
