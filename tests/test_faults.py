@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 import iris
-from iris.testing import live_children as children, wait_until
+from iris.testing import live_children as children
+from iris.testing import wait_until
 
 pytestmark = pytest.mark.slow
 

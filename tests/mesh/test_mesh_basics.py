@@ -6,12 +6,11 @@ import asyncio
 import threading
 
 import pytest
+from _mesh_testing import Collector, mesh_threads, wait_until
 
 import iris
 from iris.exceptions import ActorDiedError, GetTimeoutError, TaskError
 from iris.mesh import Runtime, SystemMessage
-
-from _mesh_testing import Collector, mesh_threads, wait_until
 
 
 def test_send_delivers_in_order(rt: Runtime, collector: Collector) -> None:
