@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import zmq
@@ -160,7 +161,7 @@ class Client:
             "role": "client", "host": self.host, "address": self.address}))
 
     def _messages(self, sock: zmq.Socket[Any]) -> list[list[Message]]:
-        out = []
+        out: list[list[Message]] = []
         while True:
             frames = recv_frames(sock)
             if frames is None:
@@ -251,8 +252,7 @@ class Client:
                 waiters = self.dep_waiters.get(key)
                 if waiters is None:
                     self.dep_waiters[key] = waiters = []
-                    obj.callbacks = (obj.callbacks or []) + [
-                        lambda o, k=key: self._on_dep_done(k, o)]
+                    obj.callbacks = (obj.callbacks or []) + [partial(self._on_dep_done, key)]
                 waiters.append(task)
         task.waiting = waiting
         if not waiting:
@@ -573,7 +573,7 @@ class Client:
                 args_value = pack(header, buffers, self.threshold, args_segment)
                 header, buffers = b"", []
             else:
-                buffers = [bytes(b) for b in buffers]
+                buffers = [bytes(b) for b in buffers]  # type: ignore[misc]
         objects, address, where = self.objects, self.address, func.label
         if num_returns == 1:
             oid = next(self.oids)
@@ -601,9 +601,10 @@ class Client:
         except TypeError as exc:
             raise TypeError(f"iris.put(): {exc}") from None
         name = self._segment_name() if self.cluster_id else None
+        kept: list[Any] = list(buffers)
         if len(header) + nbytes(buffers) < self.threshold:
-            buffers = [bytes(b) for b in buffers]  # a snapshot: the caller may change its arrays
-        v = pack(header, buffers, self.threshold, name)
+            kept = [bytes(b) for b in buffers]  # a snapshot: the caller may change its arrays
+        v = pack(header, kept, self.threshold, name)
         oid = next(self.oids)
         obj = _Object("put")
         obj.value, obj.state = v, _READY
@@ -664,7 +665,8 @@ class Client:
             self._wait_objects(objs, num_returns, timeout)
         except GetTimeoutError:
             pass
-        ready, not_ready = [], []
+        ready: list[ObjectRef] = []
+        not_ready: list[ObjectRef] = []
         for r, o in zip(refs, objs):
             (ready if o.state != _PENDING and len(ready) < num_returns else not_ready).append(r)
         return ready, not_ready
@@ -731,8 +733,12 @@ class Client:
         _retired_owners.add(self.address)
         set_resolver(None)
         try:
-            self.loop.call_soon_threadsafe(lambda: self.head.send_multipart(
-                encode_control(MsgType.REQUEST, {"op": "bye"})))
+            bye = encode_control(MsgType.REQUEST, {"op": "bye"})
+
+            def say_bye() -> None:
+                self.head.send_multipart(bye)
+
+            self.loop.call_soon_threadsafe(say_bye)
         finally:
             self.loop.stop()
         self.thread.join(5)

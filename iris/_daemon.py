@@ -252,7 +252,7 @@ def ask_head(address: str, token: str, op: str, timeout_s: float = 5.0) -> dict[
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            events = dict(poller.poll(left * 1000))
+            events = dict(poller.poll(int(left * 1000) + 1))
             if monitor in events:
                 ev = recv_monitor_message(monitor)
                 kind = int(ev["event"])

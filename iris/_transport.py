@@ -306,9 +306,9 @@ class Loop:
         while self._running:
             if self._calls:
                 self._run_calls()
-            timeout: float | None = None
+            timeout: int | None = None
             if self._timers:
-                timeout = max(0.0, (self._timers[0][0] - time.monotonic()) * 1000)
+                timeout = max(0, int((self._timers[0][0] - time.monotonic()) * 1000) + 1)
             if self._calls:
                 timeout = 0
             try:

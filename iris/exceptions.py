@@ -83,11 +83,12 @@ class TaskError(IrisError):
             tb = tb[len("Traceback (most recent call last):"):].lstrip("\n")
         message = f"{head}{name}: {cause}\n\nRemote traceback (most recent call last):\n{tb}"
         klass = _dual_class(type(cause))
+        err: Any
         if klass is cls:
             err = cls(message, cause, remote_traceback)
         else:
             # Built without calling the cause class's __init__, whose signature is unknown.
-            err = klass.__new__(klass)
+            err = Exception.__new__(klass)
             Exception.__init__(err, message)
             err.cause = cause
             err.remote_traceback = remote_traceback
