@@ -50,6 +50,10 @@ class OffloadFunction:
     (``strategy="actor"``). The original function stays reachable as ``__wrapped__``.
     """
 
+    # Copied from the decorated function by functools.update_wrapper.
+    __name__: str
+    __qualname__: str
+
     def __init__(self, py_func: FunctionType, options: OffloadOptions,
                  source: FunctionSource | None = None, key: str | None = None) -> None:
         if not isinstance(py_func, FunctionType):

@@ -142,7 +142,7 @@ class _Lowerer:
             inner = [ast.For(target=comp.target, iter=comp.iter, body=[*filters, *inner],
                              orelse=[])]
         body: list[ast.stmt] = []
-        args = [ast.Name(id=p, ctx=ast.Load()) for p in params]
+        args: list[ast.expr] = [ast.Name(id=p, ctx=ast.Load()) for p in params]
         if kind == "sum":
             init: ast.expr = ast.Constant(value=0)
             if start is not None:
@@ -195,7 +195,7 @@ class _Lowerer:
         body += [_assign(var, init), _assign(counter, ast.Constant(value=0)),
                  ast.While(test=cond, body=loop_body, orelse=[]),
                  ast.Return(value=_final(kind))]
-        args = [ast.Name(id=p, ctx=ast.Load()) for p in params]
+        args: list[ast.expr] = [ast.Name(id=p, ctx=ast.Load()) for p in params]
         return self._add_helper(self.fresh(f"{kind}_while"), params, body, call, args)
 
     def _add_helper(self, name: str, params: list[str], body: list[ast.stmt],

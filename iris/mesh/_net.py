@@ -384,11 +384,11 @@ class MeshNode(ListenerMixin):
             return
         if t == MsgType.REQUEST:
             body = decode_control(item)
-            pid, reason = body.get("pid"), body.get("reason")
-            if body.get("op") != "exit" or not isinstance(pid, int) \
+            notice_pid, reason = body.get("pid"), body.get("reason")
+            if body.get("op") != "exit" or not isinstance(notice_pid, int) \
                     or reason not in EXIT_REASONS:
                 raise ProtocolError(f"bad mesh notice {body!r}")
-            self._post(partial(self._on_remote_exit, p.address, pid, str(reason),
+            self._post(partial(self._on_remote_exit, p.address, notice_pid, str(reason),
                                body.get("metadata")))
             return
         raise ProtocolError(f"unexpected message type 0x{t:02x} from a mesh node")
@@ -424,7 +424,7 @@ class MeshNode(ListenerMixin):
             self.loop.call_later(self.settings.io_timeout_s, partial(self._expire, rid))
 
         with self.lock:
-            state = p.state
+            state: str | None = p.state
             if state is DOWN:
                 if time.monotonic() - p.down_at < self.settings.retry_after_s:
                     state = None  # failed recently: fail at once
