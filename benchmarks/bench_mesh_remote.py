@@ -54,9 +54,13 @@ def iris_receiver(token: str, parent: str, inbox: int, n: int) -> None:
     rt.shutdown()
 
 
-def raw_receiver(n: int) -> None:
+def raw_receiver(n: int, secret: str = "") -> None:
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
+    if secret:  # the same encryption iris pays for, without iris
+        pull.curve_server = True
+        pull.curve_secretkey = secret.encode()
+        pull.curve_publickey = zmq.curve_public(secret.encode())
     port = pull.bind_to_random_port("tcp://127.0.0.1")
     back = ctx.socket(zmq.PUSH)
     print(f"127.0.0.1:{port}", flush=True)
@@ -126,12 +130,18 @@ def bench_iris(n: int, payload: bytes, env: dict[str, str]) -> tuple[float, floa
         rt.shutdown()
 
 
-def bench_raw(n: int, payload: bytes, batch: int, env: dict[str, str]) -> float:
+def bench_raw(n: int, payload: bytes, batch: int, env: dict[str, str],
+              curve: bool = False) -> float:
     ctx = zmq.Context()
     back = ctx.socket(zmq.PULL)
     back_port = back.bind_to_random_port("tcp://127.0.0.1")
-    proc, addr = _child(["--raw-recv", str(n)], env)
+    keys = Credentials.generate() if curve else None
+    proc, addr = _child(["--raw-recv", str(n), keys.token if keys else ""], env)
     push = ctx.socket(zmq.PUSH)
+    if keys is not None:
+        push.curve_serverkey = keys.public
+        push.curve_publickey = keys.public
+        push.curve_secretkey = keys.secret
     try:
         assert proc.stdin is not None
         proc.stdin.write(f"127.0.0.1:{back_port}\n")
@@ -182,18 +192,23 @@ def main() -> None:
     rate_remote, rate_proxy, avg_batch = bench_iris(n, payload, env)
     batch = max(1, round(avg_batch))
     rate_raw = bench_raw(n, payload, batch, env)
+    rate_curve = bench_raw(n, payload, batch, env, curve=True)
     print(f"iris send_remote        {rate_remote:>12,.0f} msg/s  (average batch "
           f"{avg_batch:,.0f} messages/frame)")
     print(f"iris send(proxy)        {rate_proxy:>12,.0f} msg/s")
     print(f"raw pyzmq PUSH/PULL     {rate_raw:>12,.0f} msg/s  (batch {batch:,})")
+    print(f"raw pyzmq PUSH/PULL+CURVE {rate_curve:>10,.0f} msg/s  (batch {batch:,}; iris "
+          f"encrypts every mesh socket)")
     print(f"ratio raw / iris send_remote: {rate_raw / rate_remote:.2f}x   "
           f"raw / iris send(proxy): {rate_raw / rate_proxy:.2f}x")
+    print(f"ratio raw+CURVE / iris send_remote: {rate_curve / rate_remote:.2f}x   "
+          f"raw+CURVE / iris send(proxy): {rate_curve / rate_proxy:.2f}x")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--iris-recv":
         iris_receiver(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif len(sys.argv) > 1 and sys.argv[1] == "--raw-recv":
-        raw_receiver(int(sys.argv[2]))
+        raw_receiver(int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "")
     else:
         main()
