@@ -73,6 +73,7 @@ from iris._transport import (
 )
 from iris._values import (
     DEFAULT_INLINE_THRESHOLD,
+    error_value,
     from_value,
     inline_copy,
     is_shm,
@@ -511,15 +512,10 @@ class Client:
         obj = self.objects.get(oid)
 
         def reply(o: _Object | None) -> None:
-            if o is None or (o.value is None and o.error is None):
-                from iris._values import error_value
-
-                v = error_value(ObjectLostError(f"object {oid:016x} was freed by its owner "
-                                                f"{self.address}"))
-            elif o.value is None:
-                from iris._values import error_value
-
-                v = error_value(o.error)  # type: ignore[arg-type]
+            if o is None or o.value is None:
+                err = o.error if o is not None and o.error is not None else ObjectLostError(
+                    f"object {oid:016x} was freed by its owner {self.address}")
+                v = error_value(err)
             else:
                 v = o.value
                 if is_shm(v) and shm_location(v).get("host") != host:

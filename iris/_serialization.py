@@ -30,12 +30,18 @@ __all__ = [
     "nbytes",
 ]
 
-def _cloudpickle() -> ModuleType:
-    """cloudpickle, imported on first use: a worker that only runs plain-argument tasks
-    never needs it (unpickling by-value code imports it by itself)."""
-    import cloudpickle
+_cp: ModuleType | None = None
 
-    return cloudpickle
+
+def _cloudpickle() -> ModuleType:
+    """cloudpickle, imported on first use (not on every call): a process that only sends
+    plain values never needs it."""
+    global _cp
+    if _cp is None:
+        import cloudpickle
+
+        _cp = cloudpickle
+    return _cp
 
 
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})

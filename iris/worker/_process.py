@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import sys
 import threading
 import time
@@ -266,8 +267,6 @@ class WorkerProcess:
             if blob is None:
                 raise LookupError(f"function {func_id:x} was never sent to worker "
                                   f"{self.worker_id}")
-            import pickle
-
             fn = self.funcs[func_id] = pickle.loads(blob)
         return fn
 
