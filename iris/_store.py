@@ -172,12 +172,17 @@ def write_segment(name: str, header: bytes, buffers: Sequence[Any]) -> dict[str,
         off += v.nbytes
     size = off
     path = _path(name)
-    pooled = _pool.take(size)
-    if pooled is not None:
-        cap, old_path, fd = pooled
-        os.rename(old_path, path)  # still locked exclusively: no reader can map it yet
-        size = cap
-    else:
+    fd = -1
+    while (pooled := _pool.take(size)) is not None:
+        cap, old_path, pooled_fd = pooled
+        try:
+            os.rename(old_path, path)  # still locked exclusively: no reader can map it yet
+        except FileNotFoundError:  # removed under us (its cluster was cleaned up): skip it
+            os.close(pooled_fd)
+            continue
+        fd, size = pooled_fd, cap
+        break
+    if fd < 0:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         os.ftruncate(fd, size)
     nonce = secrets.token_bytes(_NONCE)

@@ -117,3 +117,22 @@ def test_release_waits_for_this_process_to_unmap(cluster_id: str) -> None:
     assert _store.pool_statistics()["segments"] == 1  # pooled once unmapped
     _store.clear_pool()
     assert _store.pool_statistics()["segments"] == 0
+
+
+def test_a_pooled_segment_removed_under_the_pool_is_skipped(cluster_id: str) -> None:
+    # A cluster's clean-up may unlink segments this process pooled for it; the next write
+    # of that size must make a fresh segment, not fail on the vanished pooled file.
+    header, bufs = s.dumps(np.ones(50_000))
+    loc = _store.write_segment(f"iris-{cluster_id}-pooled", header, bufs)
+    before = _store.pool_statistics()["segments"]
+    _store.release_segment(loc["name"])
+    assert _store.pool_statistics()["segments"] == before + 1
+    _store.remove_cluster_segments(cluster_id)
+    other = "t" + secrets.token_hex(4)
+    try:
+        loc2 = _store.write_segment(f"iris-{other}-1", header, bufs)
+        h, views = _store.map_segment(loc2)
+        assert pickle.loads(h, buffers=views).sum() == 50_000.0
+        del h, views
+    finally:
+        _store.remove_cluster_segments(other)
