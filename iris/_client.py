@@ -3,13 +3,18 @@ every object it creates.
 
 ::
 
-    user threads                         I/O thread (one Loop owns every socket)
-    ────────────                         ──────────────────────────────────────
-    f.remote() ─▶ submit queue ─wake─▶  resolve ref args ─▶ pick least-loaded worker
-                                          ─▶ DEFINE (once per worker) + TASKS batch ─▶ worker
-    get() ◀── condition ◀── object table ◀── RESULTS batch ◀────────────────────────── worker
-                                          ◀── EVENT worker added/removed ◀─────────── head
+    any thread                       the reactor's leader (a getter, else the I/O thread)
+    ──────────                       ────────────────────────────────────────────────────
+    f.remote() ─▶ idle cluster: dispatch and send from this thread, now
+               └▶ busy: submit queue ─▶ next turn: resolve ref args ─▶ least-loaded
+                  worker ─▶ DEFINE (once per worker) + TASKS batch ─▶ worker
+    get() leads the reactor itself ◀── RESULTS batch ◀─────────────────────────── worker
+          (or waits parked)         ◀── EVENT worker added/removed ◀─────────────── head
     borrower's OBJ_GET ─▶ owner ROUTER ─▶ OBJ_VALUE reply
+
+One lock (the reactor's) guards the sockets and the tables. A thread that waits in get
+reads the results itself (:mod:`iris._reactor`), so a synchronous call costs no thread
+hand-off; the background I/O thread serves the sockets while nobody waits.
 
 Scheduling: each worker gets at most ``cap`` tasks in flight, where ``cap`` covers about
 two milliseconds of work at the recent average run time (so no-op tasks pipeline deeply
@@ -53,6 +58,7 @@ from iris._protocol import (
     encode_results,
     encode_tasks,
 )
+from iris._reactor import Reactor
 from iris._records import FAILED as _FAILED
 from iris._records import PENDING as _PENDING
 from iris._records import READY as _READY
@@ -65,7 +71,6 @@ from iris._serialization import describe_unpicklable, dumps, dumps_plain, nbytes
 from iris._store import clear_pool, host_id, release_segment
 from iris._transport import (
     Credentials,
-    Loop,
     bind_server,
     connect_client,
     drain_router,
@@ -96,6 +101,8 @@ log = logging.getLogger("iris.client")
 _retired_owners: set[str] = set()
 _TARGET_INFLIGHT_S = 0.002
 _MAX_CAP = 1024
+# Submissions closer together than this are a burst: they gather into batches.
+_BURST_GAP_S = 50e-6
 
 
 class Client:
@@ -111,7 +118,8 @@ class Client:
         self.threshold = inline_threshold
         self.max_frame = max_frame_bytes
         self.host = host_id()
-        self.loop = Loop()
+        self.loop = Reactor()
+        self.lock = self.loop.lock  # guards the sockets and the tables below
         self.head = connect_client(zmq.DEALER, creds, head_endpoint)
         self.owner_sock, self.address = bind_server(zmq.ROUTER, creds, f"tcp://{bind_host}:0",
                                                     max_frame_bytes)
@@ -128,7 +136,9 @@ class Client:
         self.ready: deque[_Task] = deque()
         self.dep_waiters: dict[tuple[str, int], list[_Task]] = {}
         self.submit_scheduled = False
-        self.cv = threading.Condition()
+        self.cv = self.loop.cond  # getters that do not lead the reactor wait here
+        self.n_inflight = 0  # tasks sent to workers and not finished
+        self.last_submit = 0.0
         self.waiters = 0
         self.settled = False  # an object settled since waiters were last woken
         self.avg_exec_s = 0.0
@@ -147,18 +157,26 @@ class Client:
 
     # ================================================================== I/O thread
     def _io_main(self) -> None:
-        self.loop.add_reader(self.head, self._on_head)
-        self.loop.add_reader(self.owner_sock, self._on_owner_sock)
+        """The background leader: serves the sockets while no user thread waits in get."""
+        with self.lock:
+            self.loop.add_reader(self.head, self._on_head)
+            self.loop.add_reader(self.owner_sock, self._on_owner_sock)
         try:
-            self.loop.run()
+            while not self.loop.stopped:
+                self.loop.run(background=True)
         finally:
-            for sock in [self.head, self.owner_sock, *self.owner_socks.values(),
-                         *(w.sock for w in self.workers.values())]:
-                sock.close(0)
-            self.loop.close()
+            with self.lock:
+                for sock in [self.head, self.owner_sock, *self.owner_socks.values(),
+                             *(w.sock for w in self.workers.values())]:
+                    sock.close(0)
+
+    def _send(self, sock: zmq.Socket[Any], frames: list[Any]) -> None:
+        """Send on one of our sockets (lock held), from whichever thread holds the lock."""
+        sock.send_multipart(frames, copy=False)
+        self.loop.sent(sock)
 
     def _say_hello(self) -> None:
-        self.head.send_multipart(encode_control(MsgType.HELLO, {
+        self._send(self.head, encode_control(MsgType.HELLO, {
             "role": "client", "host": self.host, "address": self.address}))
 
     def _messages(self, sock: zmq.Socket[Any]) -> list[list[Message]]:
@@ -197,9 +215,12 @@ class Client:
         wid = str(info["worker_id"])
         if wid in self.workers:
             return
-        sock = connect_client(zmq.DEALER, self.creds, str(info["address"]))
-        sock.send_multipart(encode_control(MsgType.REQUEST, {"op": "owner", "host": self.host}))
-        w = _Worker(wid, str(info["address"]), str(info.get("host", "")), sock)
+        address = str(info["address"])
+        if info.get("host") == self.host and info.get("local_address"):
+            address = str(info["local_address"])  # same machine: the Unix socket
+        sock = connect_client(zmq.DEALER, self.creds, address)
+        self._send(sock, encode_control(MsgType.REQUEST, {"op": "owner", "host": self.host}))
+        w = _Worker(wid, address, str(info.get("host", "")), sock)
         self.workers[wid] = w
         self.workers_by_sock[sock] = w
         self.loop.add_reader(sock, lambda: self._on_worker(w))
@@ -211,6 +232,7 @@ class Client:
         self.workers_by_sock.pop(w.sock, None)
         self.loop.remove_reader(w.sock)
         w.sock.close(0)
+        self.n_inflight -= len(w.inflight)
         retry = []
         for task in w.inflight.values():
             if task.retries_left > 0:
@@ -299,6 +321,7 @@ class Client:
                     defines.setdefault(w.worker_id, []).extend(
                         encode_define(func.func_id, func.blob))
                 inflight[task.oids[0]] = task
+                self.n_inflight += 1
                 recs.append(rec)
         for wid, recs in batches.items():
             if not recs:
@@ -317,6 +340,7 @@ class Client:
             for chunk in chunks:
                 sock.send_multipart(frames + encode_tasks(chunk), copy=False)
                 frames = []
+            self.loop.sent(sock)
 
     def _task_record(self, task: _Task, w: _Worker) -> TaskRecord:
         args = task.args_value
@@ -366,6 +390,7 @@ class Client:
                 for rec in records:
                     task = w.inflight.pop(rec.task_id, None)
                     if task is not None:
+                        self.n_inflight -= 1
                         w.blocked.discard(rec.task_id)
                         self._complete(task, rec)
                         done += 1
@@ -482,7 +507,7 @@ class Client:
             self.owner_socks[ref.owner] = sock
             owner = ref.owner
             self.loop.add_reader(sock, lambda: self._on_owner_reply(owner, sock))
-        sock.send_multipart(encode_control(MsgType.OBJ_GET, {"oid": ref.oid, "host": self.host}))
+        self._send(sock, encode_control(MsgType.OBJ_GET, {"oid": ref.oid, "host": self.host}))
 
     def _on_owner_reply(self, owner: str, sock: zmq.Socket[Any]) -> None:
         for msgs in self._messages(sock):
@@ -522,7 +547,7 @@ class Client:
                     v = inline_copy(v)
             frames = encode_results([ResultRecord(oid, [v])], MsgType.OBJ_VALUE)
             try:
-                self.owner_sock.send_multipart([peer, *frames], copy=False)
+                self._send(self.owner_sock, [peer, *frames])
             except zmq.ZMQError:
                 pass
 
@@ -581,11 +606,21 @@ class Client:
             for oid in oids:
                 objects[oid] = _Object(where)
             refs = [ObjectRef(oid, address) for oid in oids]
-        self.submit_q.append(_Task(oids, func, header, buffers, deps, pinned, num_returns,
-                                   max_retries, args_value, args_segment))
-        if not self.submit_scheduled:
-            self.submit_scheduled = True
-            self.loop.call_soon_threadsafe(self._on_submits)
+        task = _Task(oids, func, header, buffers, deps, pinned, num_returns, max_retries,
+                     args_value, args_segment)
+        now = time.perf_counter()
+        with self.lock:
+            self.submit_q.append(task)
+            idle_since, self.last_submit = self.last_submit, now
+            if not self.n_inflight and not self.ready and not self.submit_scheduled \
+                    and now - idle_since > _BURST_GAP_S and self.workers:
+                # Nothing in flight and no burst going on: send from this thread right now
+                # (no wake-up of another thread on the way to the worker).
+                self._on_submits()
+            elif not self.submit_scheduled:
+                # Busy: let a batch gather until the reactor's leader next runs.
+                self.submit_scheduled = True
+                self.loop.call_soon_threadsafe(self._on_submits)
         return refs
 
     def put(self, value: Any) -> ObjectRef:
@@ -622,36 +657,35 @@ class Client:
         return [self._decode(o) for o in objs]
 
     def _wait_objects(self, objs: list[_Object], count: int, timeout: float | None) -> None:
-        def done() -> int:
-            return sum(1 for o in objs if o.state != _PENDING)
+        def done() -> bool:
+            if count >= len(objs):
+                return all(o.state != _PENDING for o in objs)
+            return sum(1 for o in objs if o.state != _PENDING) >= count
 
-        if done() >= count:
+        if done():
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         block = _context.block_hook  # inside a worker: give up its slot while we wait
         if block is not None:
             block(True)
-        with self.cv:
+        with self.lock:
             self.waiters += 1
-            try:
-                i = 0
-                while True:
-                    while i < len(objs) and objs[i].state != _PENDING:
-                        i += 1
-                    if i == len(objs) or (count < len(objs) and done() >= count):
-                        return
-                    if self.closed:
-                        raise IrisError("iris was shut down while waiting for results")
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        raise GetTimeoutError(
-                            f"get timed out after {timeout} s: {len(objs) - done()} of "
-                            f"{len(objs)} objects not ready")
-                    self.cv.wait(left)
-            finally:
+        try:
+            # Lead the reactor while we wait (or wait parked while another thread leads):
+            # the results are read on this very thread, with no wake-up in between.
+            if self.loop.run(until=done, deadline=deadline):
+                return
+            if self.closed:
+                raise IrisError("iris was shut down while waiting for results")
+            raise GetTimeoutError(
+                f"get timed out after {timeout} s: "
+                f"{sum(1 for o in objs if o.state == _PENDING)} of {len(objs)} objects "
+                f"not ready")
+        finally:
+            with self.lock:
                 self.waiters -= 1
-                if block is not None:
-                    block(False)
+            if block is not None:
+                block(False)
 
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
              ) -> tuple[list[ObjectRef], list[ObjectRef]]:
@@ -729,15 +763,14 @@ class Client:
         _retired_owners.add(self.address)
         set_resolver(None)
         try:
-            bye = encode_control(MsgType.REQUEST, {"op": "bye"})
-
-            def say_bye() -> None:
-                self.head.send_multipart(bye)
-
-            self.loop.call_soon_threadsafe(say_bye)
+            with self.lock:
+                self._send(self.head, encode_control(MsgType.REQUEST, {"op": "bye"}))
+        except zmq.ZMQError:
+            pass
         finally:
             self.loop.stop()
         self.thread.join(5)
+        self.loop.close()
         for obj in list(self.objects.values()):
             if obj.owned_segment is not None:
                 release_segment(obj.owned_segment)

@@ -146,9 +146,17 @@ def test_shutdown_leaves_nothing_behind() -> None:
 
     keep = iris.put(np.ones(1_000_000))  # a shared-memory segment
     iris.get(iris.remote(lambda a: a * 2).remote(keep))
+    # Workers on this machine are reached through Unix sockets in a private directory.
+    from iris import _api
+
+    links = [w.address for w in _api._client.workers.values()]
+    assert links and all(a.startswith("ipc://") for a in links), links
+    ipc_dir = os.path.dirname(links[0][len("ipc://"):])
+    assert os.stat(ipc_dir).st_mode & 0o777 == 0o700
     iris.shutdown()
     wait_until(lambda: not children(), 10, "no child processes")
     assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"iris-{ctx.cluster_id}-")]
+    assert not os.path.exists(ipc_dir)
     assert not os.path.exists(state_file)
     assert not iris.is_initialized()
     iris.shutdown()  # a second call is harmless

@@ -114,8 +114,8 @@ class HeadService:
         if t == MsgType.HELLO:
             self._hello(ident, body, m.request_id)
         elif t == MsgType.REGISTER_WORKER:
-            info = {k: body.get(k) for k in ("worker_id", "address", "node_id", "host", "pid",
-                                             "node_endpoint")}
+            info = {k: body.get(k) for k in ("worker_id", "address", "local_address",
+                                             "node_id", "host", "pid", "node_endpoint")}
             if not isinstance(info["worker_id"], str) or not isinstance(info["address"], str):
                 raise ProtocolError("REGISTER_WORKER needs string worker_id and address")
             self.workers[info["worker_id"]] = info

@@ -16,11 +16,14 @@ dies, the workers read EOF and exit. Shutdown closes those pipes, waits, then ki
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +78,7 @@ class _Slot:
     pidfd: int
     started: float
     address: str = ""
+    local_address: str = ""  # ipc:// endpoint for clients on this machine
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,6 +98,10 @@ class NodeManager:
         self.max_frame: int = cfg.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)
         self.router, self.endpoint = bind_server(zmq.ROUTER, creds, "tcp://127.0.0.1:0",
                                                  self.max_frame)
+        # Workers also listen on a Unix socket in this private directory (mode 0700), which
+        # clients on this machine use: a round trip ~30 us shorter than TCP loopback.
+        # CURVE stays on for those links too.
+        self.ipc_dir = tempfile.mkdtemp(prefix=f"iris-{self.cluster_id}-ipc-")
         self.head = connect_client(zmq.DEALER, creds, cfg["head_endpoint"],
                                    identity=self.node_id.encode())
         self.slots: dict[str, _Slot] = {}
@@ -130,6 +138,7 @@ class NodeManager:
             "cluster_id": self.cluster_id, "bind_host": self.cfg.get("bind_host", "127.0.0.1"),
             "inline_threshold": self.cfg.get("inline_threshold"),
             "max_frame_bytes": self.max_frame, "sys_path": self.cfg.get("sys_path"),
+            "ipc_dir": self.ipc_dir,
         }
         cfg = {k: v for k, v in cfg.items() if v is not None}
         proc = self.prespawned.pop() if self.prespawned else spawn_worker_process()
@@ -147,6 +156,9 @@ class NodeManager:
         self.loop.remove_reader(slot.pidfd)
         os.close(slot.pidfd)
         code = slot.proc.wait()
+        if slot.local_address.startswith("ipc://"):  # a dead worker leaves its socket file
+            with contextlib.suppress(OSError):
+                os.unlink(slot.local_address[len("ipc://"):])
         if slot.proc.stdin is not None:
             slot.proc.stdin.close()
         if self.closing:
@@ -176,7 +188,9 @@ class NodeManager:
         if slot is None:
             return
         slot.address = str(body["address"])
+        slot.local_address = str(body.get("local_address", ""))
         slot.info = {"worker_id": slot.worker_id, "address": slot.address,
+                     "local_address": slot.local_address,
                      "node_id": self.node_id, "host": host_id(), "pid": slot.proc.pid,
                      "node_endpoint": self.endpoint}
         self.head.send_multipart(encode_control(MsgType.REGISTER_WORKER, slot.info))
@@ -235,5 +249,6 @@ class NodeManager:
             proc.wait()
         self.prespawned.clear()
         remove_cluster_segments(self.cluster_id)
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)
         self.router.close(0)
         self.head.close(0)

@@ -3,17 +3,19 @@
 ::
 
     owner (driver or another worker)            worker process (this module)
-    DEALER ── TASKS / DEFINE / owner hello ──▶  ROUTER ─(main thread)─▶ queue
-           ◀────────── RESULTS batch ─────────── ROUTER ◀─ done ◀─ executor thread(s)
+    DEALER ── TASKS / DEFINE / owner hello ──▶  ROUTER (tcp, and ipc for this machine)
+           ◀────────── RESULTS batch ─────────── ROUTER     leader thread: reads, runs, sends
     node manager  ◀── WORKER_READY ── DEALER       stdin: closes when the node manager dies
 
-The main thread owns every socket: it drains task batches into the queue and sends the
-results that executors leave in ``done``, all of them at once each time it wakes (batching
-without a timer). Executor threads run the tasks, one at a time: an executor takes a task
-only while no other runs one. A task that blocks in ``iris.get`` gives up that slot (its
-owner is told, so that it stops counting the task as load) and another executor carries on
-with the queue; the blocked task resumes on its own thread when its values arrive. So tasks
-that wait for other tasks never deadlock the worker, however they nest.
+Leader/follower (:mod:`iris._reactor`): the thread that leads the reactor reads the task
+batches and runs the tasks itself, one at a time, then sends their results: no thread
+hand-off between a task's arrival, its run and its result. A lone result goes out at
+once; during a burst results gather, and a flusher thread sends them within a millisecond
+if a long task follows (so nothing waits behind it). A task that blocks in ``iris.get``
+gives the lead to a parked thread (a new one if none is parked), and tells its owner, which
+stops counting it as load; the blocked task resumes on its own thread when its values
+arrive and hands its result to the leader. So tasks that wait for other tasks never
+deadlock the worker, however they nest.
 """
 
 from __future__ import annotations
@@ -48,10 +50,11 @@ from iris._protocol import (
     encode_control,
     encode_results,
 )
+from iris._reactor import Reactor
 from iris._refs import ResolvedArg
 from iris._serialization import dumps, nbytes
 from iris._store import host_id
-from iris._transport import Credentials, Loop, bind_server, connect_client, drain_router
+from iris._transport import Credentials, bind_server, connect_client, drain_router
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
 from iris.exceptions import ProtocolError
 
@@ -76,22 +79,27 @@ class WorkerProcess:
         self.threshold: int = cfg.get("inline_threshold", DEFAULT_INLINE_THRESHOLD)
         self.max_frame: int = cfg.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES)
         creds = Credentials.from_token(cfg["token"])
-        self.loop = Loop()
+        self.loop = Reactor()
+        self.lock = self.loop.lock  # guards the sockets and everything below
         self.router, self.address = bind_server(
             zmq.ROUTER, creds, f"tcp://{cfg.get('bind_host', '127.0.0.1')}:0", self.max_frame)
+        self.local_address = ""
+        ipc_dir = cfg.get("ipc_dir")
+        if ipc_dir and len(ipc_dir) + len(self.worker_id) < 100:  # sun_path holds 108 bytes
+            self.local_address = f"ipc://{ipc_dir}/{self.worker_id}"
+            self.router.bind(self.local_address)
         self.node = connect_client(zmq.DEALER, creds, cfg["node_endpoint"],
                                    identity=self.worker_id.encode())
         self.blobs: dict[int, bytes] = {}
         self.funcs: dict[int, Any] = {}
         self.owner_host: dict[bytes, str] = {}
         self.queue: deque[tuple[bytes, TaskRecord]] = deque()
-        self.done: list[tuple[bytes, ResultRecord]] = []  # for the main thread to send
-        self.cond = threading.Condition()  # guards queue, done, active, idle
-        self.active = 0  # executors running a task that is not blocked
-        self.idle = 0  # executors waiting for work
-        self.flush_now = False  # a flush is queued on the main thread
-        self.flush_later = False  # a flush is due within _BATCH_S
-        self.local = threading.local()  # .task = (owner, task id) of this executor's task
+        self.done: list[tuple[bytes, ResultRecord]] = []  # results not sent yet
+        self.active = 0  # tasks running and not blocked in get
+        self.threads = 1  # threads that can lead (the main one and followers)
+        self.flush_armed = False
+        self.flush_wake = threading.Event()
+        self.local = threading.local()  # .task = (owner, task id) of this thread's task
         self.seq = 0
         self.host = host_id()
         self.dropped_frames = 0
@@ -100,17 +108,21 @@ class WorkerProcess:
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         """Announce readiness, then serve until the node manager goes away."""
-        self.loop.add_reader(self.router, self._on_router)
-        self.loop.add_reader(self.node, self._on_node)
-        self.loop.add_reader(sys.stdin.fileno(), self._on_parent)
-        self._start_executor()
-        self.node.send_multipart(encode_control(MsgType.WORKER_READY, {
-            "worker_id": self.worker_id, "address": self.address, "pid": os.getpid()}))
+        with self.lock:
+            self.loop.add_reader(self.router, self._drain)
+            self.loop.add_reader(self.node, self._on_node)
+            self.loop.add_reader(sys.stdin.fileno(), self._on_parent)
+            self._send_node(encode_control(MsgType.WORKER_READY, {
+                "worker_id": self.worker_id, "address": self.address,
+                "local_address": self.local_address, "pid": os.getpid()}))
+        threading.Thread(target=self._flusher, name="iris-flusher", daemon=True).start()
         try:
-            self.loop.run()
+            while not self.loop.stopped:
+                self.loop.run(work=self._run_queue)
         finally:
-            self.router.close(0)
-            self.node.close(0)
+            with self.lock:
+                self.router.close(0)
+                self.node.close(0)
 
     def _on_parent(self) -> None:
         if not os.read(sys.stdin.fileno(), 4096):
@@ -130,86 +142,97 @@ class WorkerProcess:
             if any(m.type == MsgType.SHUTDOWN for m in msgs):
                 self.loop.stop()
 
-    def _on_router(self) -> None:
-        self._drain()
+    def _send_node(self, frames: list[Any]) -> None:
+        self.node.send_multipart(frames)
+        self.loop.sent(self.node)
 
-    # ------------------------------------------------------------------ executors
-    def _start_executor(self) -> None:
-        """Start one more executor thread (with ``cond`` held, or before any run)."""
-        self.idle += 1  # counted from now, so that nobody starts a second one for nothing
-        threading.Thread(target=self._executor, name="iris-executor", daemon=True).start()
+    # ------------------------------------------------------------------ running tasks
+    def _run_queue(self) -> None:
+        """Run queued tasks on this thread while it leads (called without the lock).
 
-    def _executor(self) -> None:
-        cond, queue = self.cond, self.queue
+        A lone result is sent at once; during a burst results gather, and the flusher
+        thread sends them within _BATCH_S should a long task follow.
+        """
+        me = threading.get_ident()
+        lock, queue, loop = self.lock, self.queue, self.loop
         while True:
-            with cond:
-                while not queue or self.active:
-                    cond.wait()
-                self.idle -= 1
+            with lock:
+                if loop.leader != me or not queue or self.active:
+                    return
                 peer, rec = queue.popleft()
                 self.active += 1
             self.local.task = (peer, rec.task_id)
             result = self._execute(peer, rec)
             self.local.task = None
-            with cond:
+            with lock:
                 self.active -= 1
                 self.done.append((peer, result))
-                # A lone result goes out at once; during a burst (more tasks queued) the
-                # main thread sends what has gathered a millisecond later, so that it wakes
-                # once per batch, not once per task, and nothing waits behind a long task.
+                if loop.leader != me:
+                    # It blocked in get and gave the lead away: the leader sends the result.
+                    loop.call_soon_threadsafe(self._flush)
+                    return
                 if not queue:
-                    schedule, self.flush_now = not self.flush_now, True
-                    later = False
-                else:
-                    schedule = False
-                    later, self.flush_later = not self.flush_later, True
-                retire = self.idle >= _SPARE_EXECUTORS
-                if not retire:
-                    self.idle += 1
-                if queue and not self.active:
-                    cond.notify()
-            if schedule:
-                self.loop.call_soon_threadsafe(self._flush)
-            elif later:
-                self.loop.call_soon_threadsafe(
-                    lambda: self.loop.call_later(_BATCH_S, self._flush))
-            if retire:  # enough spare threads already (after a burst of blocked tasks)
-                return
+                    self._flush()
+                elif not self.flush_armed:
+                    self.flush_armed = True
+                    self.flush_wake.set()
 
-    def _wake_executor(self) -> None:
-        """With ``cond`` held: if work waits and nothing runs, get an executor going
-        (an idle one, or a new thread when every executor is blocked in a task)."""
-        if self.queue and not self.active:
-            if self.idle:
-                self.cond.notify()
-            else:
-                self._start_executor()
+    def _flusher(self) -> None:
+        """Send results that gathered during a burst if the burst's next task runs long."""
+        while not self.loop.stopped:
+            self.flush_wake.wait()
+            self.flush_wake.clear()
+            if self.loop.stopped:
+                return
+            threading.Event().wait(_BATCH_S)
+            with self.lock:
+                self.flush_armed = False
+                if self.done and not self.loop.stopped:
+                    self._flush()
+
+    def _follower(self) -> None:
+        """A thread that leads when the leader's task blocks in get; leaves when spare."""
+        while not self.loop.stopped:
+            self.loop.run(work=self._run_queue)
+            with self.lock:
+                if self.loop.parked() >= _SPARE_EXECUTORS:
+                    self.threads -= 1
+                    return
 
     def task_blocked(self, blocked: bool) -> None:
         """Called by a task's thread as it starts (True) or stops (False) waiting in get.
 
-        A blocked task gives up the worker's slot, so another executor runs the queue;
-        its owner is told, so that it stops counting the task against this worker.
+        A blocked task gives up the worker: if its thread leads, the lead passes to a
+        parked thread (a new one when none is parked) which carries on with the queue.
+        Its owner is told, so that it stops counting the task against this worker.
         """
         task = getattr(self.local, "task", None)
         if task is None:
             return
-        with self.cond:
-            if blocked:
-                self.active -= 1
-                self._wake_executor()
-            else:
-                self.active += 1
         peer, task_id = task
         frames = encode_control(MsgType.REQUEST, {"op": "blocked", "task_id": task_id,
                                                    "blocked": blocked})
-        self.loop.call_soon_threadsafe(lambda: self._send(peer, frames))
+        with self.lock:
+            self._send(peer, frames)
+            if blocked:
+                self.active -= 1
+                if self.loop.leader == threading.get_ident():
+                    self.loop.abdicate()
+                    if not self.loop.parked():
+                        self.threads += 1
+                        threading.Thread(target=self._follower, name="iris-executor",
+                                         daemon=True).start()
+                elif self.queue:
+                    self.loop.call_soon_threadsafe(_nothing)  # the leader runs the queue
+            else:
+                self.active += 1
 
     def _send(self, peer: bytes, frames: list[Any]) -> None:
         try:
             self.router.send_multipart([peer, *frames], copy=False)
         except zmq.ZMQError as exc:  # the owner went away: nobody reads this any more
             log.info("dropped a message for a departed owner: %s", exc)
+        self.loop.sent(self.router)
 
     def _drain(self) -> None:
         drain_router(self.router, self.max_frame, self._handle, self._dropped)
@@ -221,10 +244,7 @@ class WorkerProcess:
     def _handle(self, peer: bytes, m: Any) -> None:
         t = m.type
         if t == MsgType.TASKS:
-            records = decode_tasks(m)
-            with self.cond:
-                self.queue.extend((peer, rec) for rec in records)
-                self._wake_executor()
+            self.queue.extend((peer, rec) for rec in decode_tasks(m))
         elif t == MsgType.DEFINE:
             func_id, blob = decode_define(m)
             self.blobs[func_id] = blob
@@ -233,19 +253,19 @@ class WorkerProcess:
             if body.get("op") == "owner":
                 self.owner_host[peer] = str(body.get("host", ""))
             elif body.get("op") == "stats":
-                self.router.send_multipart([peer, *encode_control(MsgType.REPLY, {
+                self._send(peer, encode_control(MsgType.REPLY, {
                     "dropped_frames": self.dropped_frames, "tasks_run": self.tasks_run,
-                    "queued": len(self.queue)}, m.request_id)])
+                    "queued": len(self.queue)}, m.request_id))
         elif t == MsgType.PING:
-            self.router.send_multipart([peer, *encode_control(MsgType.PONG, {})])
+            self._send(peer, encode_control(MsgType.PONG, {}))
         else:
             raise ProtocolError(f"a worker does not take message type 0x{t:02x}")
 
     def _flush(self) -> None:
-        """Send every finished result, batched per owner (main thread)."""
-        with self.cond:
-            done, self.done = self.done, []
-            self.flush_now = self.flush_later = False
+        """Send every finished result, batched per owner (lock held)."""
+        done, self.done = self.done, []
+        if not done:
+            return
         by_peer: dict[bytes, list[ResultRecord]] = {}
         for peer, result in done:
             by_peer.setdefault(peer, []).append(result)
@@ -313,6 +333,10 @@ class WorkerProcess:
                                  f"{self.max_frame} allows on the wire to its owner's host")
             values.append(pack(header, buffers, self.threshold, name))
         return values
+
+
+def _nothing() -> None:
+    pass
 
 
 def _result_size(rec: ResultRecord) -> int:
