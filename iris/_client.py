@@ -41,6 +41,7 @@ from typing import Any
 import zmq
 
 from iris import _context
+from iris._arena import Arena
 from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     Message,
@@ -103,6 +104,8 @@ _TARGET_INFLIGHT_S = 0.002
 _MAX_CAP = 1024
 # Submissions closer together than this are a burst: they gather into batches.
 _BURST_GAP_S = 50e-6
+# Arguments from this size up to the inline threshold go through the shared-memory arena.
+_ARENA_MIN = 16 * 1024
 
 
 class Client:
@@ -138,6 +141,8 @@ class Client:
         self.submit_scheduled = False
         self.cv = self.loop.cond  # getters that do not lead the reactor wait here
         self.n_inflight = 0  # tasks sent to workers and not finished
+        self.arena: Arena | None = None  # medium arguments for workers on this machine
+        self.local_workers = 0
         self.last_submit = 0.0
         self.waiters = 0
         self.settled = False  # an object settled since waiters were last woken
@@ -221,6 +226,7 @@ class Client:
         sock = connect_client(zmq.DEALER, self.creds, address)
         self._send(sock, encode_control(MsgType.REQUEST, {"op": "owner", "host": self.host}))
         w = _Worker(wid, address, str(info.get("host", "")), sock)
+        self.local_workers += w.host == self.host
         self.workers[wid] = w
         self.workers_by_sock[sock] = w
         self.loop.add_reader(sock, lambda: self._on_worker(w))
@@ -230,6 +236,7 @@ class Client:
         if w is None:
             return
         self.workers_by_sock.pop(w.sock, None)
+        self.local_workers -= w.host == self.host
         self.loop.remove_reader(w.sock)
         w.sock.close(0)
         self.n_inflight -= len(w.inflight)
@@ -349,6 +356,8 @@ class Client:
         same_host = w.host == self.host
         if args.kind == ValueKind.SHM and not same_host:
             args = inline_copy(args)
+        elif args.kind == ValueKind.ARENA and not same_host:
+            args = Value(ValueKind.INLINE, *self._arena().read(task.args_slot))
         resolved = []
         if task.deps:
             for ref in task.deps:
@@ -366,6 +375,15 @@ class Client:
                     f"max_frame_bytes={self.max_frame} to reach worker {w.worker_id} on "
                     f"another host; raise max_frame_bytes, or split the data")
         return TaskRecord(task.oids[0], task.func.func_id, task.num_returns, args, resolved)
+
+    def _arena(self) -> Arena:
+        arena = self.arena
+        if arena is None:
+            with self.lock:
+                if self.arena is None:
+                    self.arena = Arena(self.cluster_id)
+                arena = self.arena
+        return arena
 
     def _segment_name(self) -> str:
         return f"iris-{self.cluster_id}-c{id(self) & 0xFFFFFF:x}-{next(self.segment_seq)}"
@@ -431,6 +449,9 @@ class Client:
         if task.args_segment is not None:
             release_segment(task.args_segment)
             task.args_segment = None
+        if task.args_slot is not None:
+            self._arena().release(task.args_slot)
+            task.args_slot = None
         task.deps = None
         task.pinned = []
 
@@ -585,13 +606,19 @@ class Client:
                 except TypeError:
                     raise TypeError(f"{func.name}.remote(): "
                                     f"{describe_unpicklable(args, kwargs)}") from None
-        args_value = args_segment = None
-        if buffers or len(header) >= self.threshold:
+        args_value = args_segment = args_slot = None
+        if buffers or len(header) >= _ARENA_MIN:
             # Take the arguments' bytes now: the caller may change its arrays right after
-            # .remote() returns. Large ones go to shared memory at once, small ones are copied.
-            if len(header) + nbytes(buffers) >= self.threshold:
+            # .remote() returns. Large ones go to a shared-memory segment at once, medium
+            # ones into the arena (when a worker is on this machine), small ones are copied.
+            size = len(header) + nbytes(buffers)
+            if size >= self.threshold:
                 args_segment = self._segment_name()
                 args_value = pack(header, buffers, self.threshold, args_segment)
+                header, buffers = b"", []
+            elif size >= _ARENA_MIN and self.local_workers and (
+                    args_slot := self._arena().write(header, buffers)) is not None:
+                args_value = Value(ValueKind.ARENA, args_slot.location)
                 header, buffers = b"", []
             else:
                 buffers = [bytes(b) for b in buffers]  # type: ignore[misc]
@@ -607,20 +634,23 @@ class Client:
                 objects[oid] = _Object(where)
             refs = [ObjectRef(oid, address) for oid in oids]
         task = _Task(oids, func, header, buffers, deps, pinned, num_returns, max_retries,
-                     args_value, args_segment)
+                     args_value, args_segment, args_slot=args_slot)
         now = time.perf_counter()
-        with self.lock:
-            self.submit_q.append(task)
-            idle_since, self.last_submit = self.last_submit, now
-            if not self.n_inflight and not self.ready and not self.submit_scheduled \
-                    and now - idle_since > _BURST_GAP_S and self.workers:
-                # Nothing in flight and no burst going on: send from this thread right now
-                # (no wake-up of another thread on the way to the worker).
-                self._on_submits()
-            elif not self.submit_scheduled:
-                # Busy: let a batch gather until the reactor's leader next runs.
-                self.submit_scheduled = True
-                self.loop.call_soon_threadsafe(self._on_submits)
+        idle_since, self.last_submit = self.last_submit, now
+        self.submit_q.append(task)
+        if not self.n_inflight and now - idle_since > _BURST_GAP_S:
+            # Nothing in flight and no burst going on: send from this thread right now (no
+            # wake-up of another thread on the way to the worker). Only then is the lock
+            # taken: during a burst it would make this thread and the leader take turns.
+            with self.lock:
+                if not self.n_inflight and not self.ready and not self.submit_scheduled \
+                        and self.workers:
+                    self._on_submits()
+                    return refs
+        if not self.submit_scheduled:
+            # Busy: let a batch gather until the reactor's leader next runs.
+            self.submit_scheduled = True
+            self.loop.call_soon_threadsafe(self._on_submits)
         return refs
 
     def put(self, value: Any) -> ObjectRef:
@@ -775,6 +805,8 @@ class Client:
             if obj.owned_segment is not None:
                 release_segment(obj.owned_segment)
         clear_pool()
+        if self.arena is not None:
+            self.arena.close()
         self.objects.clear()
         self.borrowed.clear()
         with self.cv:

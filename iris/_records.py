@@ -59,6 +59,7 @@ class TaskEntry:
     args_value: Value | None = None
     args_segment: str | None = None
     waiting: int = 0
+    args_slot: Any = None  # an ArenaSlot holding the arguments, released when done
 
 
 @dataclass(slots=True, eq=False)
