@@ -3,15 +3,23 @@
 Measures messages/s from this process to an actor in a second process, counted when the
 remote actor has *handled* them (the receiver answers "done" after the last one):
 
-  1. iris ``send_remote(addr, pid, data)``: the I/O thread drains everything queued for
-     the node into batch frames of up to ~512 KiB (CURVE-encrypted, like every mesh
-     socket); the receiver parses each frame into runs and hands them to the actor;
+  1. iris ``send_remote(addr, pid, data)``, one call per message: the I/O thread drains
+     everything queued for the node into batch frames of up to ~512 KiB (CURVE-encrypted,
+     like every mesh socket); the receiver parses each frame into runs and hands them to
+     the actor, whose handler runs once per message;
   2. iris ``send(proxy, data)``: the same through the proxy PID from ``resolve_remote``;
-  3. raw pyzmq PUSH/PULL with the same batching: the sender packs ``[pid u64][len u32]
-     [data]`` records into frames of the average batch size iris used in (1), the
-     receiver unpacks each record and counts it. No CURVE, no actors, no threads.
+  3. iris ``send_remote_many(addr, pid, batch)``: the batch API, ``--many-batch``
+     messages per call (the same messages on the wire, handled one by one);
+  4. raw pyzmq PUSH/PULL with the same batching: the sender packs ``[pid u64][len u32]
+     [data]`` records into frames of the average batch size iris used in (1) in the
+     same round, the receiver unpacks each record and counts it. No CURVE, no actors,
+     no threads;
+  5. the same with CURVE on the raw sockets (the like-for-like floor: iris encrypts).
 
-Run:  python benchmarks/bench_mesh_remote.py [--messages N] [--size BYTES]
+Every round measures all five, interleaved, so a change in the machine's load hits them
+alike; the report gives the medians over ``--repeat`` rounds and the ratios of medians.
+
+Run:  python benchmarks/bench_mesh_remote.py [--messages N] [--size BYTES] [--repeat R]
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import struct
 import subprocess
 import sys
@@ -92,93 +101,111 @@ def _child(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str],
     return proc, addr
 
 
-def bench_iris(n: int, payload: bytes, env: dict[str, str]) -> tuple[float, float, float]:
-    token = Credentials.generate().token
-    rt = iris.Runtime(token=token)
-    done = threading.Event()
-    inbox = rt.spawn(lambda m: done.set())
-    me = rt.listen("127.0.0.1:0")
-    proc, addr = _child(["--iris-recv", token, me, str(inbox), str(n)], env)
-    try:
-        proxy = rt.resolve_remote(addr, "sink")
+class IrisBench:
+    """A sender runtime here, a receiver process with the ``sink`` actor, connected."""
+
+    def __init__(self, n: int, payload: bytes, env: dict[str, str], many_batch: int) -> None:
+        self.n, self.payload = n, payload
+        self.batch = [payload] * many_batch
+        token = Credentials.generate().token
+        self.rt = rt = iris.Runtime(token=token)
+        self.done = threading.Event()
+        inbox = rt.spawn(lambda m: self.done.set())
+        me = rt.listen("127.0.0.1:0")
+        self.proc, self.addr = _child(["--iris-recv", token, me, str(inbox), str(n)], env)
+        proxy = rt.resolve_remote(self.addr, "sink")
         assert proxy is not None
-        pid = rt._proxies[proxy][1]  # the remote actor's own pid, for send_remote
+        self.proxy = proxy
+        self.pid = rt._proxies[proxy][1]  # the remote actor's own pid, for send_remote
+        self.avg_batch = 0.0
 
-        def run(send: object) -> float:
-            done.clear()
-            t0 = time.perf_counter()
-            if send == "send_remote":
-                for _ in range(n):
-                    rt.send_remote(addr, pid, payload)
-            else:
-                for _ in range(n):
-                    rt.send(proxy, payload)
-            assert done.wait(600), "the receiver never reported"
-            return n / (time.perf_counter() - t0)
-
-        run("send_remote")  # warm-up: connections, allocator, caches
+    def run(self, how: str) -> float:
+        """Messages/s of one run of ``n`` messages, sent ``how``."""
+        rt, n, payload, addr, pid = self.rt, self.n, self.payload, self.addr, self.pid
+        self.done.clear()
         before = rt.network_statistics()
-        rate_remote = run("send_remote")
-        after = rt.network_statistics()
-        rate_proxy = run("send")
-        frames = after["frames_out"] - before["frames_out"]
-        avg_batch = (after["messages_out"] - before["messages_out"]) / max(frames, 1)
-        return rate_remote, rate_proxy, avg_batch
-    finally:
-        proc.kill()
-        proc.wait()
-        rt.shutdown()
-
-
-def bench_raw(n: int, payload: bytes, batch: int, env: dict[str, str],
-              curve: bool = False) -> float:
-    ctx = zmq.Context()
-    back = ctx.socket(zmq.PULL)
-    back_port = back.bind_to_random_port("tcp://127.0.0.1")
-    keys = Credentials.generate() if curve else None
-    proc, addr = _child(["--raw-recv", str(n), keys.token if keys else ""], env)
-    push = ctx.socket(zmq.PUSH)
-    if keys is not None:
-        push.curve_serverkey = keys.public
-        push.curve_publickey = keys.public
-        push.curve_secretkey = keys.secret
-    try:
-        assert proc.stdin is not None
-        proc.stdin.write(f"127.0.0.1:{back_port}\n")
-        proc.stdin.flush()
-        push.connect("tcp://" + addr)
-        pack = _REC.pack
-
-        def run() -> float:
-            t0 = time.perf_counter()
-            parts: list[bytes] = []
+        t0 = time.perf_counter()
+        if how == "send_remote":
             for _ in range(n):
-                # the same work per message as iris: a header packed, the data appended
-                parts.append(pack(7, len(payload)))
-                parts.append(payload)
-                if len(parts) >= 2 * batch:
-                    push.send(b"".join(parts))
-                    parts = []
-            if parts:
-                push.send(b"".join(parts))
-            assert back.poll(600_000), "the raw receiver never reported"
-            back.recv()
-            return n / (time.perf_counter() - t0)
+                rt.send_remote(addr, pid, payload)
+        elif how == "send":
+            proxy = self.proxy
+            for _ in range(n):
+                rt.send(proxy, payload)
+        else:  # send_remote_many: n // len(batch) calls, then the rest
+            batch = self.batch
+            for _ in range(n // len(batch)):
+                rt.send_remote_many(addr, pid, batch)
+            if n % len(batch):
+                rt.send_remote_many(addr, pid, batch[:n % len(batch)])
+        assert self.done.wait(600), "the receiver never reported"
+        rate = n / (time.perf_counter() - t0)
+        after = rt.network_statistics()
+        frames = after["frames_out"] - before["frames_out"]
+        self.avg_batch = (after["messages_out"] - before["messages_out"]) / max(frames, 1)
+        return rate
 
-        run()  # warm-up
-        return run()
-    finally:
-        proc.kill()
-        proc.wait()
-        push.close(0)
-        back.close(0)
-        ctx.term()
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.rt.shutdown()
+
+
+class RawBench:
+    """Raw pyzmq PUSH/PULL (optionally with CURVE) to a receiver process."""
+
+    def __init__(self, n: int, payload: bytes, env: dict[str, str], curve: bool) -> None:
+        self.n, self.payload = n, payload
+        self.ctx = ctx = zmq.Context()
+        self.back = back = ctx.socket(zmq.PULL)
+        back_port = back.bind_to_random_port("tcp://127.0.0.1")
+        keys = Credentials.generate() if curve else None
+        self.proc, addr = _child(["--raw-recv", str(n), keys.token if keys else ""], env)
+        self.push = push = ctx.socket(zmq.PUSH)
+        if keys is not None:
+            push.curve_serverkey = keys.public
+            push.curve_publickey = keys.public
+            push.curve_secretkey = keys.secret
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"127.0.0.1:{back_port}\n")
+        self.proc.stdin.flush()
+        push.connect("tcp://" + addr)
+
+    def run(self, batch: int) -> float:
+        """Messages/s of one run of ``n`` messages in frames of ``batch`` messages."""
+        n, payload, push, pack = self.n, self.payload, self.push, _REC.pack
+        t0 = time.perf_counter()
+        parts: list[bytes] = []
+        for _ in range(n):
+            # the same work per message as iris: a header packed, the data appended
+            parts.append(pack(7, len(payload)))
+            parts.append(payload)
+            if len(parts) >= 2 * batch:
+                push.send(b"".join(parts))
+                parts = []
+        if parts:
+            push.send(b"".join(parts))
+        assert self.back.poll(600_000), "the raw receiver never reported"
+        self.back.recv()
+        return n / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.push.close(0)
+        self.back.close(0)
+        self.ctx.term()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=500_000)
     ap.add_argument("--size", type=int, default=64, help="payload bytes per message")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="measured rounds (each: every iris way and both baselines); "
+                         "medians are reported")
+    ap.add_argument("--many-batch", type=int, default=1000,
+                    help="messages per send_remote_many call")
     args = ap.parse_args()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
@@ -188,21 +215,53 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python "
           f"{platform.python_version()}, pyzmq {zmq.pyzmq_version()}, libzmq "
           f"{zmq.zmq_version()}")
-    print(f"{n:,} messages of {args.size} B, two processes on loopback tcp\n")
-    rate_remote, rate_proxy, avg_batch = bench_iris(n, payload, env)
-    batch = max(1, round(avg_batch))
-    rate_raw = bench_raw(n, payload, batch, env)
-    rate_curve = bench_raw(n, payload, batch, env, curve=True)
-    print(f"iris send_remote        {rate_remote:>12,.0f} msg/s  (average batch "
-          f"{avg_batch:,.0f} messages/frame)")
-    print(f"iris send(proxy)        {rate_proxy:>12,.0f} msg/s")
-    print(f"raw pyzmq PUSH/PULL     {rate_raw:>12,.0f} msg/s  (batch {batch:,})")
-    print(f"raw pyzmq PUSH/PULL+CURVE {rate_curve:>10,.0f} msg/s  (batch {batch:,}; iris "
-          f"encrypts every mesh socket)")
-    print(f"ratio raw / iris send_remote: {rate_raw / rate_remote:.2f}x   "
-          f"raw / iris send(proxy): {rate_raw / rate_proxy:.2f}x")
-    print(f"ratio raw+CURVE / iris send_remote: {rate_curve / rate_remote:.2f}x   "
-          f"raw+CURVE / iris send(proxy): {rate_curve / rate_proxy:.2f}x")
+    print(f"{n:,} messages of {args.size} B, two processes on loopback tcp, "
+          f"{args.repeat} rounds (medians; every round measures all five)\n")
+    ways = ["send_remote", "send", "send_remote_many"]
+    rates: dict[str, list[float]] = {w: [] for w in [*ways, "raw", "raw+CURVE"]}
+    batches: list[float] = []
+    raw_batches: list[int] = []
+    ib = IrisBench(n, payload, env, args.many_batch)
+    raws = []
+    try:
+        for how in ways:
+            ib.run(how)  # warm-up: connections, allocator, caches
+        raws = [RawBench(n, payload, env, curve=False), RawBench(n, payload, env, curve=True)]
+        for raw in raws:
+            raw.run(max(1, round(ib.avg_batch)))  # warm-up
+        raw_batches = []
+        for r in range(args.repeat):
+            # Interleaved, so a change in the machine's load hits every column alike.
+            for how in ways:
+                rates[how].append(ib.run(how))
+                if how == "send_remote":
+                    batches.append(ib.avg_batch)
+            # the raw baselines use the batching iris send_remote had in this round
+            batch = max(1, round(batches[-1]))
+            raw_batches.append(batch)
+            rates["raw"].append(raws[0].run(batch))
+            rates["raw+CURVE"].append(raws[1].run(batch))
+            print(f"round {r + 1}: " + ", ".join(
+                f"{k} {v[-1]:,.0f}" for k, v in rates.items()), flush=True)
+    finally:
+        ib.close()
+        for raw in raws:
+            raw.close()
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print()
+    print(f"iris send_remote          {med['send_remote']:>12,.0f} msg/s  (average batch "
+          f"{statistics.median(batches):,.0f} messages/frame)")
+    print(f"iris send(proxy)          {med['send']:>12,.0f} msg/s")
+    print(f"iris send_remote_many     {med['send_remote_many']:>12,.0f} msg/s  "
+          f"({args.many_batch:,} messages per call)")
+    batch_text = "/".join(f"{b:,}" for b in raw_batches)
+    print(f"raw pyzmq PUSH/PULL       {med['raw']:>12,.0f} msg/s  (batch per round "
+          f"{batch_text}: iris send_remote's)")
+    print(f"raw pyzmq PUSH/PULL+CURVE {med['raw+CURVE']:>12,.0f} msg/s  (same batches; "
+          f"iris encrypts every mesh socket)")
+    for base in ("raw", "raw+CURVE"):
+        print(f"ratio {base} / iris (medians): " + "   ".join(
+            f"{w}: {med[base] / med[w]:.2f}x" for w in ways))
 
 
 if __name__ == "__main__":

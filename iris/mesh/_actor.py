@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from iris.mesh._scheduler import Deferred
+
 if TYPE_CHECKING:
     import threading
 
@@ -51,6 +53,8 @@ class Actor:
         "idle_s", "last_active", "idle_timer",
         # remote proxies
         "remote",
+        # the mesh listener has queued Deferred network frames to it (counted by queued())
+        "deferred",
     )
 
     def __init__(self, pid: int, kind: str, budget: int = 100) -> None:
@@ -85,11 +89,14 @@ class Actor:
         self.last_active = 0.0
         self.idle_timer: int | None = None
         self.remote: Any = None
+        self.deferred = False
 
     def queued(self) -> int:
         """User messages waiting (for a pull actor, including its selective-receive stash)."""
         if self.mailbox is not None:
             return self.mailbox.queued()
+        if self.deferred:  # a network frame not yet cut into messages counts them all
+            return sum(m.count if m.__class__ is Deferred else 1 for m in list(self.queue))
         return len(self.queue)
 
     def __repr__(self) -> str:

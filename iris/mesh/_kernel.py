@@ -241,10 +241,17 @@ class Kernel(Lifecycle):
         """
         return False
 
+    def deliver_remote_many(self, pid: int, payloads: Iterable[Any]) -> int:
+        """``deliver_many`` to a remote proxy PID: 0 here; the cross-process mesh
+        (``_remote``) replaces it on the instance."""
+        return 0
+
     def deliver_many(self, pid: int, payloads: Iterable[Any]) -> int:
         """Queue several messages; returns how many were accepted."""
-        items = list(payloads)
         a = self.actors.get(pid)
+        if a is not None and a.remote is not None:
+            return self.deliver_remote_many(pid, payloads)  # a proxy: one network batch
+        items = list(payloads)
         if a is None or not a.alive:
             return 0
         if a.mailbox is not None:

@@ -55,7 +55,13 @@ from iris.mesh._messages import EXIT_REASONS, KILLED
 from iris.mesh._net_config import NetSettings, display_address
 from iris.mesh._net_peer import CONNECTING, DOWN, UP, NodeUnreachable, Peer, blocking_wait
 from iris.mesh._net_server import READ_BURST, ListenerMixin
-from iris.mesh._net_wire import frames_of, message_bytes, parse_frame, send_header
+from iris.mesh._net_wire import (
+    frames_of,
+    message_bytes,
+    outbox_items,
+    parse_frame,
+    send_header,
+)
 
 if TYPE_CHECKING:
     from iris.mesh._kernel import Kernel
@@ -309,6 +315,20 @@ class MeshNode(ListenerMixin):
                 return False
             p = self.peers[address]
         p.outbox.extend((send_header(pid, len(data)), data))
+        if not p.flush_pending:
+            p.flush_pending = True
+            p.flush_soon(p.flush)
+        return True
+
+    def send_many(self, address: str, pid: int, datas: list[bytes], lens: list[int]) -> bool:
+        """Queue the user messages ``datas`` (of lengths ``lens``) for ``pid`` at once, in
+        order, with one ``list.extend`` (any thread); like ``send`` otherwise."""
+        p = self.peers.get(address)
+        if p is None or p.state is not UP:
+            if not self.ensure_up(address):
+                return False
+            p = self.peers[address]
+        p.outbox.extend(outbox_items(pid, datas, lens))  # one step under the GIL
         if not p.flush_pending:
             p.flush_pending = True
             p.flush_soon(p.flush)

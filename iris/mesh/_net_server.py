@@ -1,7 +1,10 @@
 """The listening side of a mesh node: the ROUTER that serves this runtime's actors.
 
-Frames from peers are parsed into runs (consecutive messages to one actor) and control
-messages; a run goes into its actor's queue with one ``extend`` and one wake-up. 0x01
+A frame of equal messages to one push actor (the usual flood, see
+``_net_wire.uniform_frame``) goes into the actor's queue whole, as one ``Deferred`` item
+that its scheduler thread cuts into messages when it gets to it. Other frames are parsed
+into runs (consecutive messages to one actor) and control messages; a run goes into its
+actor's queue with one ``extend`` and one wake-up. 0x01
 resolves are answered from the registry, 0x02 pings with 0x03, and ``monitor`` /
 ``demonitor`` requests record which peers to tell when a local actor exits. A malformed
 frame is logged, counted in ``frames_dropped`` and dropped whole. Internal module
@@ -24,7 +27,7 @@ from iris._protocol import (
     encode,
     encode_mesh_resolve,
 )
-from iris._transport import bind_server, recv_frames
+from iris._transport import bind_server
 from iris.exceptions import ProtocolError
 from iris.mesh._messages import NORMAL
 from iris.mesh._net_config import display_address
@@ -34,7 +37,10 @@ from iris.mesh._net_wire import (
     jsonable,
     message_bytes,
     parse_runs,
+    run_datas,
+    uniform_frame,
 )
+from iris.mesh._scheduler import Deferred
 
 if TYPE_CHECKING:
     from iris._transport import Credentials, Loop
@@ -97,15 +103,22 @@ class ListenerMixin:
         if sock is None:
             return
         max_bytes = self._max_frame_bytes()
+        recv = sock.recv_multipart
         for _ in range(READ_BURST):
-            frames = recv_frames(sock)
-            if frames is None:
+            try:
+                # bytes, copied once out of ZeroMQ's buffer: parse_runs wants bytes anyway
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
                 return
             ident = frames[0]
             if len(frames) < 2:
                 self._dropped("a message with no frames after the peer identity", ident)
                 continue
             for frame in frames[1:]:
+                if len(frame) <= max_bytes:
+                    u = uniform_frame(frame)
+                    if u is not None and self._defer(frame, *u):
+                        continue
                 try:
                     items = parse_runs(frame, max_bytes)
                 except ProtocolError as exc:
@@ -113,6 +126,23 @@ class ListenerMixin:
                     continue
                 self.stats["frames_in"] += 1
                 self._serve(ident, items)
+
+    def _defer(self, frame: bytes, pid: int, step: int, k: int) -> bool:
+        """Queue a uniform frame (``k`` messages to ``pid``) to its actor as one
+        ``Deferred`` item, cut into messages by the actor's scheduler thread; False (the
+        caller parses it) unless ``pid`` is a live, unbounded, active push actor."""
+        k_ = self.k
+        a = k_.actors.get(pid)
+        if a is None or not a.fast:
+            return False
+        a.deferred = True
+        a.queue.append(Deferred(partial(run_datas, frame, step, k), k))
+        if not a.scheduled:
+            k_.wake(a)
+        stats = self.stats
+        stats["frames_in"] += 1
+        stats["messages_in"] += k
+        return True
 
     def _dropped(self, why: str, ident: bytes) -> None:
         self.stats["frames_dropped"] += 1

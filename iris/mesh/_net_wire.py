@@ -13,6 +13,8 @@ message goes out alone, at once)::
 Parsing is as strict as ``_protocol.decode_frames``: bad magic, version, type, length or
 a buffer count other than 0 raise ``ProtocolError`` and nothing of the frame is used.
 0x00 messages take an inlined fast path; every other type goes through ``_protocol``.
+``uniform_frame``/``run_datas`` recognise a frame of equal 0x00 headers without making an
+object per message, and cut it up later (on the receiving actor's scheduler thread).
 Internal module.
 """
 
@@ -26,8 +28,9 @@ from typing import Any
 from iris._protocol import HEADER, MAGIC, VERSION, MsgType, decode_frames, encode
 from iris.exceptions import ProtocolError
 
-__all__ = ["BATCH_TARGET_BYTES", "control_bytes", "frames_of", "jsonable", "message_bytes",
-           "pack_batch", "parse_frame", "parse_runs", "send_header"]
+__all__ = ["BATCH_TARGET_BYTES", "UNIFORM_MIN", "control_bytes", "frames_of", "jsonable",
+           "message_bytes", "outbox_items", "pack_batch", "parse_frame", "parse_runs",
+           "run_datas", "send_header", "uniform_frame"]
 
 # A batch frame is closed once it holds this much. Per-frame costs (a wake-up and a GIL
 # hand-over on each side) matter up to a few hundred KiB; bigger frames would only delay
@@ -46,6 +49,13 @@ _SEND_PREFIX = _SEND.pack(MAGIC, VERSION, _MESH_SEND, 0, 0, 0, 0, 0, 0)[:16]
 _FAST = struct.Struct("!16sIQI")  # that prefix, payload length, pid, data length
 # Items per frame (header and data: 4096 messages) before the joined frame's size is checked.
 _CHUNK_ITEMS = 8192
+# parse_runs' bulk path: per data length, structs that cut 256, 64, 16, 4 and 1 messages.
+_RUN_CHUNKS = (256, 64, 16, 4, 1)
+_RUN_STRUCTS: dict[int, list[struct.Struct]] = {}
+# A frame of at least this many equal messages may be queued whole (uniform_frame).
+UNIFORM_MIN = 64
+# ... for messages up to this size (bigger ones cost their copy, not their Python steps).
+_BULK_MAX_STEP = 64 * 1024
 
 
 
@@ -56,6 +66,25 @@ def send_header(pid: int, n: int) -> bytes:
         struct.error: ``pid`` or ``n`` does not fit its field (u64, u32 - 12).
     """
     return _SEND.pack(MAGIC, VERSION, _MESH_SEND, 0, 0, 0, n + 12, pid, n)
+
+
+def outbox_items(pid: int, datas: list[bytes], lens: list[int]) -> list[bytes]:
+    """The outbox items (``header, data`` pairs) of messages ``datas`` to ``pid``, whose
+    lengths are ``lens``: built with slice assignments, one header per distinct length.
+
+    Raises:
+        struct.error: ``pid`` or a length does not fit its field.
+    """
+    k = len(datas)
+    items: list[bytes] = [b""] * (2 * k)
+    items[1::2] = datas
+    lo = min(lens, default=0)
+    if lo == max(lens, default=0):
+        items[0::2] = [send_header(pid, lo)] * k
+    else:
+        headers = {n: send_header(pid, n) for n in set(lens)}
+        items[0::2] = list(map(headers.__getitem__, lens))
+    return items
 
 
 def message_bytes(frames: list[Any]) -> bytes:
@@ -156,7 +185,7 @@ def parse_runs(buf: Any, max_bytes: int) -> list[Any]:
         # same size), already validated.
         if step and starts(hdr, off):
             k = (end - off) // step  # messages of this size that fit in the rest
-            if bulk and k > 2:
+            if bulk and k > 2 and step <= _BULK_MAX_STEP:
                 if not starts(hdr, off + (k - 1) * step):
                     # Where does the run end? Bisect for the last matching header (a
                     # candidate only: the check below verifies every header of it).
@@ -169,13 +198,10 @@ def parse_runs(buf: Any, max_bytes: int) -> list[Any]:
                             hi = mid
                     k = lo + 1
                 if k > 2:
-                    stop = off + k * step
-                    if _same_headers(buf, hdr, off, stop, step, k):
-                        dlen = step - _SEND_SIZE
-                        first = off + _SEND_SIZE
-                        datas.extend([buf[o:o + dlen]
-                                      for o in range(first, first + k * step, step)])
-                        off = stop
+                    run = _unpack_run(buf, hdr, off, k, step)
+                    if run is not None:
+                        datas.extend(run)
+                        off += k * step
                         continue
                     bulk = False
             if off + step <= end:
@@ -203,19 +229,103 @@ def parse_runs(buf: Any, max_bytes: int) -> list[Any]:
     return out
 
 
-def _same_headers(buf: bytes, hdr: bytes, off: int, stop: int, step: int, k: int) -> bool:
-    """Whether each of the ``k`` messages in ``buf[off:stop]`` (``step`` bytes apart)
-    starts with ``hdr``: byte ``j`` of every header is one strided slice, compared at
-    once (32 comparisons in C instead of ``k`` header parses in Python)."""
-    runs: dict[int, bytes] = {}
-    for j in range(_SEND_SIZE):
-        b = hdr[j]
-        col = runs.get(b)
-        if col is None:
-            col = runs[b] = hdr[j:j + 1] * k
-        if buf[off + j:stop:step] != col:
-            return False
-    return True
+def _unpack_run(buf: bytes, hdr: bytes, off: int, k: int, step: int) -> list[bytes] | None:
+    """The data of the ``k`` messages of ``step`` bytes each from ``off`` if every one of
+    them starts with the header ``hdr``, else None.
+
+    Cached ``struct`` formats cut up to 256 messages at once, in C, instead of one slice
+    (a Python step) per message. A chunk's headers are all ``hdr`` exactly when its bytes
+    read ``hdr, data, hdr, data, ...``: one ``startswith`` of its first header and one of
+    ``hdr.join(its data)`` (a small buffer, reused: no fresh pages per frame).
+    """
+    structs = _run_structs(step - _SEND_SIZE)
+    starts = buf.startswith
+    join = hdr.join
+    out: list[bytes] = []
+    extend = out.extend
+    for m, s in zip(_RUN_CHUNKS, structs):
+        if k >= m:
+            unpack = s.unpack_from
+            size = s.size
+            while k >= m:
+                chunk = unpack(buf, off)
+                if not (starts(hdr, off) and starts(join(chunk), off + _SEND_SIZE)):
+                    return None
+                extend(chunk)
+                off += size
+                k -= m
+    return out
+
+
+def uniform_frame(buf: bytes) -> tuple[int, int, int] | None:
+    """``(pid, step, k)`` if the frame is exactly ``k`` (at least ``UNIFORM_MIN``) valid
+    0x00 messages with one and the same header (one actor, one size: the usual flood),
+    each ``step`` bytes long; else None (``parse_runs`` then decides).
+
+    The check makes no object per message: the first header is validated as
+    ``parse_runs`` does, and numpy gathers the ``k`` headers (a strided view) into one
+    bytes string compared with ``k`` copies of the first. ``run_datas`` then cuts the
+    messages out, with no further checks, whenever they are wanted.
+    """
+    end = len(buf)
+    if end < _SEND_SIZE:
+        return None
+    prefix, plen, pid, dlen = _FAST.unpack_from(buf, 0)
+    step = _HSIZE + plen
+    if prefix != _SEND_PREFIX or dlen != plen - 12 or step > _BULK_MAX_STEP:
+        return None
+    k, rest = divmod(end, step)
+    if rest or k < UNIFORM_MIN:
+        return None
+    hdr = buf[:_SEND_SIZE]
+    if not buf.startswith(hdr, end - step):
+        return None
+    heads = _np().frombuffer(buf, dtype="u1").reshape(k, step)[:, :_SEND_SIZE]
+    if heads.tobytes() != hdr * k:
+        return None
+    return pid, step, k
+
+
+def run_datas(buf: bytes, step: int, k: int) -> list[bytes]:
+    """The data of the ``k`` messages of ``step`` bytes each that make up ``buf`` (found
+    by ``uniform_frame``; headers are not looked at again)."""
+    structs = _run_structs(step - _SEND_SIZE)
+    out: list[bytes] = []
+    extend = out.extend
+    off = 0
+    for m, s in zip(_RUN_CHUNKS, structs):
+        if k >= m:
+            unpack = s.unpack_from
+            size = s.size
+            while k >= m:
+                extend(unpack(buf, off))
+                off += size
+                k -= m
+    return out
+
+
+def _run_structs(dlen: int) -> list[struct.Struct]:
+    structs = _RUN_STRUCTS.get(dlen)
+    if structs is None:
+        if len(_RUN_STRUCTS) >= 256:
+            _RUN_STRUCTS.clear()
+        fmt = f"{_SEND_SIZE}x{dlen}s"
+        structs = _RUN_STRUCTS[dlen] = [
+            struct.Struct("=" + fmt * m) for m in _RUN_CHUNKS]
+    return structs
+
+
+def _np() -> Any:
+    """numpy, imported on first use (``import iris.mesh`` stays light)."""
+    global _numpy
+    if _numpy is None:
+        import numpy
+
+        _numpy = numpy
+    return _numpy
+
+
+_numpy: Any = None
 
 
 def _parse_one(buf: bytes, off: int, end: int, max_bytes: int, append: Any) -> int:

@@ -203,7 +203,11 @@ class Runtime(AdminAPI, RemoteAPI, GlobalNamesAPI):
         return False if pid is None else self.send(pid, data)
 
     def send_many(self, pid: int, payloads: Iterable[Any]) -> int:
-        """Queue several messages in order; returns how many were accepted."""
+        """Queue several messages in order; returns how many were accepted.
+
+        To a proxy PID (``resolve_remote``) the messages go to the network as one batch,
+        checked like ``send_remote_many`` (all or none are accepted).
+        """
         return self._k.deliver_many(pid, payloads)
 
     def call(self, pid: int, data: Any, timeout: float | None = 5.0) -> Reply:

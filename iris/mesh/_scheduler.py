@@ -27,17 +27,35 @@ import itertools
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from iris.mesh._calls import Call
 
 if TYPE_CHECKING:
     from iris.mesh._actor import Actor
 
-__all__ = ["Scheduler", "TurnHooks", "current_scheduler"]
+__all__ = ["Deferred", "Scheduler", "TurnHooks", "current_scheduler"]
 
 _tls = threading.local()
 _ids = itertools.count(1)
+
+
+class Deferred:
+    """``count`` messages queued as one item, cut out only when the actor gets to them.
+
+    The mesh listener queues a whole network frame to one actor this way (validated, not
+    yet cut into messages): its thread does not make a Python object per message, and the
+    scheduler thread makes each one just before handling it (in cache, on its own core).
+    ``expand()`` returns the messages, in order; the scheduler puts them at the front of
+    the queue. Internal type.
+    """
+
+    __slots__ = ("expand", "count")
+
+    def __init__(self, expand: Callable[[], list[Any]], count: int) -> None:
+        self.expand = expand
+        self.count = count
 
 
 def current_scheduler() -> Scheduler | None:
@@ -189,6 +207,7 @@ class Scheduler:
         m: object = None
         popleft = q.popleft
         call = Call
+        deferred = Deferred
         try:
             if bounded:
                 taken = self._hooks.message_taken
@@ -197,6 +216,9 @@ class Scheduler:
                     if h is None or not q:
                         break
                     m = popleft()
+                    if m.__class__ is deferred:
+                        q.extendleft(reversed(m.expand()))  # type: ignore[attr-defined]
+                        continue
                     taken(a)
                     if m.__class__ is call:
                         m.reply(h(m.data))  # type: ignore[attr-defined]
@@ -213,6 +235,9 @@ class Scheduler:
                     m = popleft()
                     if m.__class__ is call:
                         m.reply(h(m.data))  # type: ignore[attr-defined]
+                    elif m.__class__ is deferred:
+                        q.extendleft(reversed(m.expand()))  # type: ignore[attr-defined]
+                        continue
                     else:
                         h(m)
                     n -= 1

@@ -174,6 +174,127 @@ def test_many_messages_keep_their_order_and_are_batched(
     assert stats["messages_out"] >= n and stats["frames_out"] < stats["messages_out"]
 
 
+def test_send_remote_many_delivers_in_order_mixed_with_single_sends(
+        pair: tuple[Runtime, Runtime, str]) -> None:
+    a, b, addr = pair
+    got: list[bytes] = []
+    pid = b.spawn(got.append)
+    b.register("sink", pid)
+    proxy = a.resolve_remote(addr, "sink")
+    assert proxy is not None
+    expected: list[bytes] = []
+    for round_ in range(30):
+        # Uniform sizes, mixed sizes (one header per size), bytes-like, one of each way in.
+        uniform = [round_.to_bytes(2, "big") + i.to_bytes(4, "big") for i in range(500)]
+        mixed = [b"m" * (i % 7) for i in range(50)]
+        assert a.send_remote_many(addr, pid, uniform) == 500
+        assert a.send_remote_many(addr, proxy, iter(mixed)) == 50   # any iterable
+        assert a.send_remote_many("tcp://" + addr, pid, [bytearray(b"ba"), memoryview(b"mv")]) == 2
+        assert a.send_many(proxy, (b"p", b"q")) == 2                # send_many to a proxy
+        assert a.send_remote(addr, pid, b"single")
+        expected += uniform + mixed + [b"ba", b"mv", b"p", b"q", b"single"]
+    assert a.send_remote_many(addr, pid, []) == 0
+    wait_until(lambda: len(got) >= len(expected), describe=lambda: len(got))
+    assert got == expected
+    assert all(m.__class__ is bytes for m in got)
+    stats = a.network_statistics()
+    assert stats["messages_out"] >= len(expected) > stats["frames_out"]
+
+
+def test_send_remote_many_bad_input_raises_before_sending_anything(
+        pair: tuple[Runtime, Runtime, str]) -> None:
+    a, b, addr = pair
+    got: list[bytes] = []
+    pid = b.spawn(got.append)
+    a.configure_network(max_payload_bytes=16)
+    with pytest.raises(TypeError, match=r"payloads\[1\] is str"):
+        a.send_remote_many(addr, pid, [b"ok", "text", b"ok"])
+    with pytest.raises(TypeError, match="not one bytes"):
+        a.send_remote_many(addr, pid, b"abc")   # a bytes object is not a list of messages
+    with pytest.raises(TypeError, match="iterable"):
+        a.send_remote_many(addr, pid, 42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"payloads\[2\] has 17 bytes"):
+        a.send_remote_many(addr, pid, [b"a", b"b", b"x" * 17])
+    with pytest.raises(ValueError, match=r"\[0, 2\*\*64\)"):
+        a.send_remote_many(addr, -1, [b"a"])
+    with pytest.raises(TypeError, match="int"):
+        a.send_remote_many(addr, "1", [b"a"])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="invalid mesh address"):
+        a.send_remote_many("nohost", pid, [b"a"])
+    proxy = a.resolve_remote(addr, str(b.register("sink", pid)) and "sink")
+    assert proxy is not None
+    with pytest.raises(TypeError, match=r"payloads\[0\] is int"):
+        a.send_many(proxy, [1])
+    # The same runtime then sends normally, and nothing of the refused batches went
+    # out before (one sender, one order: it would arrive first).
+    assert a.send_remote_many(addr, pid, [b"after"]) == 1
+    wait_until(lambda: got == [b"after"], describe=lambda: got)
+
+
+def test_a_whole_frame_queued_at_once_counts_in_mailbox_size_and_keeps_order(
+        pair: tuple[Runtime, Runtime, str]) -> None:
+    # A frame of equal messages to one actor is queued as one item and cut into messages
+    # by the actor's scheduler thread; it must look like any other queued messages.
+    a, b, addr = pair
+    gate = threading.Event()
+    got: list[bytes] = []
+
+    def slow(m: bytes) -> None:
+        gate.wait(20)
+        got.append(m)
+
+    pid = b.spawn(slow)
+    first = [i.to_bytes(4, "big") for i in range(1000)]
+    try:
+        assert a.send_remote_many(addr, pid, first) == 1000
+        # One message is being handled (blocked on the gate), the other 999 are queued.
+        wait_until(lambda: b.mailbox_size(pid) == 999,
+                   describe=lambda: b.mailbox_size(pid))
+        assert b.actor_info(pid)["mailbox_size"] == 999
+        assert a.send_remote(addr, pid, b"tail")
+        wait_until(lambda: b.mailbox_size(pid) == 1000,
+                   describe=lambda: b.mailbox_size(pid))
+    finally:
+        gate.set()
+    wait_until(lambda: len(got) == 1001, describe=lambda: len(got))
+    assert got == first + [b"tail"]
+    assert b.mailbox_size(pid) == 0
+    # A uniform frame for a pid nobody has is dropped and counted, message by message.
+    assert a.send_remote_many(addr, 999_999, [b"x"] * 200) == 200
+    wait_until(lambda: b.network_statistics()["messages_dropped"] == 200,
+               describe=lambda: b.network_statistics())
+
+
+def test_a_uniform_frame_to_a_bounded_actor_follows_its_overflow_policy(
+        pair: tuple[Runtime, Runtime, str]) -> None:
+    a, b, addr = pair
+    gate, started = threading.Event(), threading.Event()
+    got: list[bytes] = []
+
+    def slow(m: bytes) -> None:
+        started.set()
+        gate.wait(20)
+        got.append(m)
+
+    pid = b.spawn_py_handler_bounded(slow, 100, 10)   # dropnew beyond 10 queued
+    try:
+        assert a.send_remote(addr, pid, b"first")
+        assert started.wait(20)                       # "first" is being handled
+        assert a.send_remote_many(addr, pid, [bytes([i]) for i in range(200)]) == 200
+        wait_until(lambda: b.network_statistics()["messages_dropped"] == 190,
+                   describe=lambda: b.network_statistics())
+    finally:
+        gate.set()
+    wait_until(lambda: len(got) == 11, describe=lambda: got)
+    assert got == [b"first"] + [bytes([i]) for i in range(10)]
+
+
+def test_send_remote_many_to_an_unreachable_node_returns_0() -> None:
+    with Runtime() as rt:
+        rt.configure_network(io_timeout_s=2.0)
+        assert rt.send_remote_many(f"127.0.0.1:{free_port()}", 1, [b"x", b"y"]) == 0
+
+
 def test_remote_pid_sent_from_a_handler(pair: tuple[Runtime, Runtime, str]) -> None:
     a, b, addr = pair
     got: list[bytes] = []

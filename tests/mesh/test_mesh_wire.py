@@ -17,7 +17,9 @@ from iris.mesh._net_wire import (
     frames_of,
     parse_frame,
     parse_runs,
+    run_datas,
     send_header,
+    uniform_frame,
 )
 
 CEILING = 1 << 22
@@ -110,6 +112,54 @@ def test_one_bad_header_in_a_long_uniform_run_is_caught() -> None:
     frame[250 * step + 31] = 39           # its data length no longer matches
     with pytest.raises(ProtocolError):
         parse_runs(bytes(frame), CEILING)
+
+
+@pytest.mark.parametrize("index", [1, 2, 63, 64, 255, 256, 257, 300, 511, 512, 998, 999])
+@pytest.mark.parametrize("byte", [0, 3, 15, 19, 20, 27, 31])
+def test_a_changed_header_anywhere_in_a_long_run_is_seen(index: int, byte: int) -> None:
+    # 1,000 equal messages: the bulk path cuts them in chunks of 256, 64, 16, 4 and 1;
+    # a header changed at a chunk's start, middle or end must give what the reference
+    # parser gives (an error, or another pid/size that starts a new run).
+    frame = bytearray(b"".join(pairs([(7, b"z" * 40)] * 1000)))
+    pos = index * (32 + 40) + byte
+    for value in (frame[pos] ^ 1, frame[pos] ^ 0x80):
+        damaged = bytes(frame[:pos]) + bytes([value]) + bytes(frame[pos + 1:])
+        try:
+            want = parse_frame(damaged, CEILING)
+        except ProtocolError:
+            with pytest.raises(ProtocolError):
+                parse_runs(damaged, CEILING)
+            continue
+        assert flat(parse_runs(damaged, CEILING)) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(message, min_size=1, max_size=4), st.integers(1, 200), st.data())
+def test_uniform_frame_accepts_only_what_the_parser_reads_as_one_run(
+        messages: list[Any], repeat: int, data: st.DataObject) -> None:
+    frame = bytearray(b"".join(pairs(messages * repeat)))
+    if data.draw(st.booleans()):  # sometimes damage one byte
+        pos = data.draw(st.integers(0, len(frame) - 1))
+        frame[pos] ^= data.draw(st.integers(1, 255))
+    buf = bytes(frame)
+    found = uniform_frame(buf)
+    if found is None:
+        return
+    pid, step, k = found
+    assert k >= 64 and k * step == len(buf)
+    assert [(pid, d) for d in run_datas(buf, step, k)] == parse_frame(buf, CEILING)
+
+
+def test_uniform_frame_needs_one_header_repeated() -> None:
+    same = b"".join(pairs([(5, b"q" * 10)] * 100))
+    assert uniform_frame(same) == (5, 42, 100)
+    assert run_datas(same, 42, 100) == [b"q" * 10] * 100
+    assert uniform_frame(same[:42 * 63]) is None                      # too few to bother
+    assert uniform_frame(same + b"x") is None                         # trailing bytes
+    assert uniform_frame(b"".join(pairs([(5, b"q" * 10)] * 99 + [(6, b"q" * 10)]))) is None
+    mixed = [(5, b"q" * 10)] * 50 + [(6, b"q" * 10)] + [(5, b"q" * 10)] * 49
+    assert uniform_frame(b"".join(pairs(mixed))) is None              # same ends, other middle
+    assert uniform_frame(b"".join(pairs([PING] * 100))) is None
 
 
 def test_runs_group_consecutive_messages_to_one_actor() -> None:
