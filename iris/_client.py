@@ -104,6 +104,9 @@ _TARGET_INFLIGHT_S = 0.002
 _MAX_CAP = 1024
 # Submissions closer together than this are a burst: they gather into batches.
 _BURST_GAP_S = 50e-6
+# A burst of submissions is sent by the submitting thread itself every this many tasks.
+_SUBMIT_BATCH = 256
+_NO_ARGS = dumps_plain(((), {}))[0]  # type: ignore[index]
 # Arguments from this size up to the inline threshold go through the shared-memory arena.
 _ARENA_MIN = 16 * 1024
 
@@ -583,6 +586,10 @@ class Client:
         """Queue a task; returns one ObjectRef per return value. Any thread."""
         if self.closed:
             raise IrisError("this iris client is shut down")
+        pinned: list[ObjectRef] = []
+        if not args and not kwargs:  # the commonest call of all: nothing to look at
+            return self._enqueue(func, _NO_ARGS, [], None, pinned, num_returns, max_retries,
+                                 None, None, None)
         deps: list[ObjectRef] | None = None
         for a in args:
             if type(a) is ObjectRef:
@@ -595,7 +602,6 @@ class Client:
             args = tuple([_placeholder(a, deps) for a in args])
             kwargs = {k: _placeholder(v, deps) for k, v in kwargs.items()}
         payload = (args, kwargs)
-        pinned: list[ObjectRef] = []
         plain = dumps_plain(payload)
         if plain is not None:
             header, buffers = plain
@@ -622,6 +628,14 @@ class Client:
                 header, buffers = b"", []
             else:
                 buffers = [bytes(b) for b in buffers]  # type: ignore[misc]
+        return self._enqueue(func, header, buffers, deps, pinned, num_returns, max_retries,
+                             args_value, args_segment, args_slot)
+
+    def _enqueue(self, func: FunctionInfo, header: bytes, buffers: list[Any],
+                 deps: list[ObjectRef] | None, pinned: list[ObjectRef], num_returns: int,
+                 max_retries: int, args_value: Value | None, args_segment: str | None,
+                 args_slot: Any) -> list[ObjectRef]:
+        """Make a serialized task's objects and refs, and queue or send it."""
         objects, address, where = self.objects, self.address, func.label
         if num_returns == 1:
             oid = next(self.oids)
@@ -647,6 +661,13 @@ class Client:
                         and self.workers:
                     self._on_submits()
                     return refs
+        if len(self.submit_q) >= _SUBMIT_BATCH:
+            # A burst: send the batch from this thread, and take in the results that came
+            # back meanwhile (they free room at the workers), in step with the submitter.
+            with self.lock:
+                self.loop.poll_now()
+                self._on_submits()
+            return refs
         if not self.submit_scheduled:
             # Busy: let a batch gather until the reactor's leader next runs.
             self.submit_scheduled = True

@@ -205,7 +205,7 @@ class Reactor:
             if work is not None:
                 work()
 
-    def _dispatch(self, me: int, events: list[tuple[int, int]]) -> None:
+    def _dispatch(self, me: int | None, events: list[tuple[int, int]]) -> None:
         """Run what is due (lock held): ready handlers, then calls, then timers."""
         ready: list[tuple[Any, Callable[[], None]]] = []
         for fd, _ in events:
@@ -271,6 +271,18 @@ class Reactor:
             self.cond.notify_all()
         elif not background and time.monotonic() - self._led_since > _BG_WAKE_AFTER_S:
             self._bg_cond.notify()
+
+    def poll_now(self) -> None:
+        """Serve what is ready right now, without waiting (lock held; any thread).
+
+        A thread that produces work in a burst calls this to send and receive in step
+        with its own pace, instead of waiting for the leader to win the GIL from it.
+        """
+        try:
+            events = self._epoll.poll(0)
+        except (OSError, ValueError):
+            return
+        self._dispatch(self.leader, events)
 
     def abdicate(self) -> None:
         """Give up the lead (lock held by the leader), waking a parked thread to take it."""
