@@ -111,10 +111,7 @@ def init(address: str | None = None, *, num_workers: int | None = None,
         AuthenticationError: joining a cluster without (or with a malformed) token.
     """
     global _client, _cluster, _ctx, _atexit_registered
-    from iris._client import Client
-    from iris._launch import start_embedded
-    from iris._protocol import DEFAULT_MAX_FRAME_BYTES
-    from iris._values import DEFAULT_INLINE_THRESHOLD
+    from iris._launch import begin_embedded
 
     with _lock:
         if _client is not None:
@@ -125,12 +122,19 @@ def init(address: str | None = None, *, num_workers: int | None = None,
         if num_workers is not None and (type(num_workers) is not int or num_workers < 1):
             raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
         address = address or os.environ.get("IRIS_ADDRESS") or None
+        pending = None
+        if address is None:  # start the daemon first: our own imports overlap its start
+            n = num_workers or os.cpu_count() or 1
+            pending = begin_embedded(n, inline_threshold=inline_threshold,
+                                     max_frame_bytes=max_frame_bytes)
+        from iris._client import Client
+        from iris._protocol import DEFAULT_MAX_FRAME_BYTES
+        from iris._values import DEFAULT_INLINE_THRESHOLD
+
         threshold = inline_threshold or DEFAULT_INLINE_THRESHOLD
         max_frame = max_frame_bytes or DEFAULT_MAX_FRAME_BYTES
-        if address is None:
-            n = num_workers or os.cpu_count() or 1
-            cluster = start_embedded(n, inline_threshold=inline_threshold,
-                                     max_frame_bytes=max_frame_bytes)
+        if pending is not None:
+            cluster = pending.ready()
             try:
                 client = Client(cluster.address, cluster.creds, inline_threshold=threshold,
                                 max_frame_bytes=max_frame, connect_timeout_s=connect_timeout_s)
@@ -144,6 +148,7 @@ def init(address: str | None = None, *, num_workers: int | None = None,
             if num_workers is not None:
                 raise ValueError("num_workers applies to a local cluster only; a running "
                                  "cluster's size is set by `iris start`")
+            assert address is not None
             creds, endpoint = _credentials(address, token)
             client = Client(endpoint, creds, inline_threshold=threshold,
                             max_frame_bytes=max_frame, connect_timeout_s=connect_timeout_s,

@@ -20,12 +20,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from iris._transport import Credentials
 from iris.exceptions import IrisError
 
-__all__ = ["EmbeddedCluster", "start_embedded"]
+if TYPE_CHECKING:
+    from iris._transport import Credentials
+
+__all__ = ["EmbeddedCluster", "PendingCluster", "begin_embedded", "start_embedded"]
 
 
 @dataclass
@@ -51,17 +53,54 @@ class EmbeddedCluster:
             self.proc.wait()
 
 
-def start_embedded(num_workers: int, *, inline_threshold: int | None = None,
-                   max_frame_bytes: int | None = None, timeout_s: float = 30.0,
-                   extra: dict[str, Any] | None = None) -> EmbeddedCluster:
-    """Start the daemon with ``num_workers`` workers and wait until its head listens.
+class PendingCluster:
+    """A daemon that is starting: its process and config are out; :meth:`ready` waits."""
 
-    Raises:
-        IrisError: the daemon exited or did not answer within ``timeout_s``.
+    def __init__(self, proc: subprocess.Popen[bytes], ready_fd: int, cluster_id: str,
+                 creds: Credentials, timeout_s: float) -> None:
+        self.proc, self.ready_fd, self.cluster_id = proc, ready_fd, cluster_id
+        self.creds, self.timeout_s = creds, timeout_s
+
+    def ready(self) -> EmbeddedCluster:
+        """Wait until the head listens.
+
+        Raises:
+            IrisError: the daemon exited or did not answer within the timeout.
+        """
+        try:
+            line = _read_line(self.ready_fd, self.proc, self.timeout_s)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            os.close(self.ready_fd)
+        ready = json.loads(line)
+        return EmbeddedCluster(self.proc, ready["address"], self.cluster_id, self.creds)
+
+
+def begin_embedded(num_workers: int, *, inline_threshold: int | None = None,
+                   max_frame_bytes: int | None = None, timeout_s: float = 30.0,
+                   extra: dict[str, Any] | None = None) -> PendingCluster:
+    """Start the daemon with ``num_workers`` workers; returns before it is ready.
+
+    The daemon process starts first, with nothing but the standard library imported here,
+    and forks its workers as soon as it runs; the credentials (which need ZeroMQ) and the
+    configuration follow on its stdin, so the driver's imports overlap its start.
     """
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "iris._boot", str(num_workers)],
+                                stdin=subprocess.PIPE, pass_fds=(w,), close_fds=True)
+    except BaseException:
+        os.close(r)
+        raise
+    finally:
+        os.close(w)
+    from iris._transport import Credentials
+
     creds = Credentials.generate()
     cluster_id = secrets.token_hex(4)
-    r, w = os.pipe()
     cfg: dict[str, Any] = {
         "token": creds.token, "cluster_id": cluster_id, "num_workers": num_workers,
         "head": True, "watch_stdin": True, "ready_fd": w,
@@ -74,24 +113,25 @@ def start_embedded(num_workers: int, *, inline_threshold: int | None = None,
     if max_frame_bytes is not None:
         cfg["max_frame_bytes"] = max_frame_bytes
     cfg.update(extra or {})
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", "iris._boot"], stdin=subprocess.PIPE,
-                                pass_fds=(w,), close_fds=True)
-    finally:
-        os.close(w)
     assert proc.stdin is not None
     try:
         proc.stdin.write(json.dumps(cfg).encode() + b"\n")
         proc.stdin.flush()
-        line = _read_line(r, proc, timeout_s)
     except BaseException:
+        os.close(r)
         proc.kill()
         proc.wait()
         raise
-    finally:
-        os.close(r)
-    ready = json.loads(line)
-    return EmbeddedCluster(proc, ready["address"], cluster_id, creds)
+    return PendingCluster(proc, r, cluster_id, creds, timeout_s)
+
+
+def start_embedded(num_workers: int, **options: Any) -> EmbeddedCluster:
+    """Start the daemon with ``num_workers`` workers and wait until its head listens.
+
+    Raises:
+        IrisError: the daemon exited or did not answer within the timeout.
+    """
+    return begin_embedded(num_workers, **options).ready()
 
 
 def _read_line(fd: int, proc: subprocess.Popen[bytes], timeout_s: float) -> bytes:
