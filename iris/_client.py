@@ -708,9 +708,15 @@ class Client:
         return [self._decode(o) for o in objs]
 
     def _wait_objects(self, objs: list[_Object], count: int, timeout: float | None) -> None:
+        n, first = len(objs), [0]
+
         def done() -> bool:
-            if count >= len(objs):
-                return all(o.state != _PENDING for o in objs)
+            if count >= n:  # all of them: objects before ``first`` are known to be ready
+                i = first[0]
+                while i < n and objs[i].state != _PENDING:
+                    i += 1
+                first[0] = i
+                return i == n
             return sum(1 for o in objs if o.state != _PENDING) >= count
 
         if done():
