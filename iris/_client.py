@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import json
 import logging
 import threading
 import time
@@ -435,6 +436,9 @@ class Client:
         self.avg_exec_s = self.avg_exec_s * 0.9 + rec.exec_ns * 1e-10 if self.avg_exec_s \
             else rec.exec_ns * 1e-9
         values = rec.values
+        if values and values[-1].kind == ValueKind.REFS:
+            self._receive_refs(task, values[-1])
+            values = values[:-1]
         if len(values) == 1 and values[0].kind == ValueKind.ERROR:
             values = values * task.num_returns
         for oid, v in zip(task.oids, values):
@@ -447,6 +451,31 @@ class Client:
                 obj.owned_segment = shm_location(v)["name"]
             self._settle(obj, v, None)
         self._finish_task(task)
+
+    def _receive_refs(self, task: _Task, v: Value) -> None:
+        """Refs inside a task's results: the result objects hold them from now on (which
+        registers us as a borrower with their owners), then the pins their sender put on
+        them in transit are let go, in that order."""
+        try:
+            entries = json.loads(bytes(v.data))
+            refs = [(str(owner), int(oid), int(idx), bool(pinned))
+                    for owner, oid, idx, pinned in entries]
+        except (ValueError, TypeError) as exc:
+            log.warning("dropped a malformed list of refs in a result: %s", exc)
+            return
+        for owner, oid, idx, pinned in refs:
+            if not 0 <= idx < len(task.oids):
+                continue
+            obj = self.objects.get(task.oids[idx])
+            if obj is not None:  # else nobody will read the value: nothing to hold
+                if obj.contained is None:
+                    obj.contained = []
+                obj.contained.append(ObjectRef(oid, owner))
+            if pinned:
+                if owner == self.address:
+                    self._owner_changed(oid, 0, -1)
+                else:
+                    self._tell_owner(owner, oid, transit=-1)
 
     def _finish_task(self, task: _Task) -> None:
         if task.args_segment is not None:
@@ -524,14 +553,18 @@ class Client:
                 if task.waiting == 0:
                     self.ready.append(task)
 
-    def _fetch(self, ref: ObjectRef) -> None:
-        sock = self.owner_socks.get(ref.owner)
+    def _owner_sock(self, owner: str) -> zmq.Socket[Any]:
+        """Our connection to another owner's ROUTER (lock held)."""
+        sock = self.owner_socks.get(owner)
         if sock is None:
-            sock = connect_client(zmq.DEALER, self.creds, ref.owner)
-            self.owner_socks[ref.owner] = sock
-            owner = ref.owner
+            sock = connect_client(zmq.DEALER, self.creds, owner)
+            self.owner_socks[owner] = sock
             self.loop.add_reader(sock, lambda: self._on_owner_reply(owner, sock))
-        self._send(sock, encode_control(MsgType.OBJ_GET, {"oid": ref.oid, "host": self.host}))
+        return sock
+
+    def _fetch(self, ref: ObjectRef) -> None:
+        self._send(self._owner_sock(ref.owner),
+                   encode_control(MsgType.OBJ_GET, {"oid": ref.oid, "host": self.host}))
 
     def _on_owner_reply(self, owner: str, sock: zmq.Socket[Any]) -> None:
         for msgs in self._messages(sock):
@@ -553,9 +586,19 @@ class Client:
 
     def _object_request(self, peer: bytes, m: Message) -> None:
         body = decode_control(m)
-        if m.type != MsgType.OBJ_GET or not isinstance(body.get("oid"), int):
-            raise ProtocolError("owner socket takes OBJ_GET {oid} only")
-        self._serve_object(peer, body["oid"], str(body.get("host", "")))
+        oid = body.get("oid")
+        if type(oid) is not int:
+            raise ProtocolError("owner requests need an int oid")
+        if m.type == MsgType.OBJ_GET:
+            self._serve_object(peer, oid, str(body.get("host", "")))
+        elif m.type == MsgType.REQUEST and body.get("op") == "borrow":
+            borrow, transit = body.get("borrow", 0), body.get("transit", 0)
+            if type(borrow) is not int or type(transit) is not int or \
+                    not (-1 <= borrow <= 1 and -1 <= transit <= 1):
+                raise ProtocolError("borrow updates are -1, 0 or 1")
+            self._owner_changed(oid, borrow, transit)
+        else:
+            raise ProtocolError("owner socket takes OBJ_GET and borrow updates only")
 
     def _serve_object(self, peer: bytes, oid: int, host: str) -> None:
         obj = self.objects.get(oid)
@@ -678,10 +721,11 @@ class Client:
         """Store ``value`` in the cluster; returns its ref. Any thread."""
         if isinstance(value, ObjectRef):
             raise TypeError("iris.put() of an ObjectRef is not allowed: pass the ref itself")
-        try:
-            header, buffers = dumps(value)
-        except TypeError as exc:
-            raise TypeError(f"iris.put(): {exc}") from None
+        with collect_refs() as contained:
+            try:
+                header, buffers = dumps(value)
+            except TypeError as exc:
+                raise TypeError(f"iris.put(): {exc}") from None
         name = self._segment_name() if self.cluster_id else None
         kept: list[Any] = list(buffers)
         if len(header) + nbytes(buffers) < self.threshold:
@@ -690,6 +734,8 @@ class Client:
         oid = next(self.oids)
         obj = _Object("put")
         obj.value, obj.state = v, _READY
+        if contained:  # refs inside the value live as long as the value
+            obj.contained = list(contained)
         if is_shm(v):
             obj.owned_segment = name
         self.objects[oid] = obj
@@ -790,7 +836,14 @@ class Client:
     def incref(self, ref: ObjectRef) -> None:
         key = (ref.owner, ref.oid)
         with self.ref_lock:
-            self.refcounts[key] = self.refcounts.get(key, 0) + 1
+            n = self.refcounts.get(key, 0)
+            self.refcounts[key] = n + 1
+            if n == 0 and ref.owner != self.address:
+                self._tell_owner(ref.owner, ref.oid, borrow=1)  # we borrow it from now on
+            elif n == 0:
+                obj = self.objects.get(ref.oid)
+                if obj is not None:
+                    obj.unreferenced = False
 
     def decref(self, owner: str, oid: int) -> None:
         key = (owner, oid)
@@ -800,12 +853,69 @@ class Client:
                 self.refcounts[key] = n
                 return
             self.refcounts.pop(key, None)
-        if owner == self.address:
-            obj = self.objects.pop(oid, None)
-            if obj is not None and obj.owned_segment is not None:
-                release_segment(obj.owned_segment)
-        else:
-            self.borrowed.pop(key, None)
+            if owner != self.address:
+                self.borrowed.pop(key, None)
+                self._tell_owner(owner, oid, borrow=-1)
+                return
+            obj = self.objects.get(oid)
+            if obj is None:
+                return
+            obj.unreferenced = True
+            if obj.borrowers > 0 or obj.transit > 0:
+                return  # other processes hold it: freed when they let go
+            del self.objects[oid]
+        self._free(obj)
+
+    def _free(self, obj: _Object) -> None:
+        """Drop an object's value, segment and the refs inside it (ref_lock not needed)."""
+        if obj.owned_segment is not None:
+            release_segment(obj.owned_segment)
+            obj.owned_segment = None
+        obj.contained = None  # their own decrefs follow
+
+    def _tell_owner(self, owner: str, oid: int, borrow: int = 0, transit: int = 0) -> None:
+        """Queue a borrow/transit update for an object's owner (any thread; in order)."""
+        if self.closed or owner in _retired_owners:
+            return
+        body = {"op": "borrow", "oid": oid, "borrow": borrow, "transit": transit}
+        self.loop.call_soon_threadsafe(lambda: self._send_owner(owner, body))
+
+    def _send_owner(self, owner: str, body: dict[str, Any]) -> None:
+        try:
+            self._send(self._owner_sock(owner), encode_control(MsgType.REQUEST, body))
+        except zmq.ZMQError as exc:
+            log.info("could not reach the owner %s: %s", owner, exc)
+
+    def _owner_changed(self, oid: int, borrow: int, transit: int) -> None:
+        """A borrower's update for one of our objects (reactor thread)."""
+        with self.ref_lock:
+            obj = self.objects.get(oid)
+            if obj is None:
+                return
+            obj.borrowers = max(0, obj.borrowers + borrow)
+            obj.transit = max(0, obj.transit + transit)
+            if not (obj.unreferenced and obj.borrowers == 0 and obj.transit == 0):
+                return
+            del self.objects[oid]
+        self._free(obj)
+
+    def export_refs(self, refs: list[ObjectRef]) -> list[bool]:
+        """Refs about to leave in a task's result: pin each at its owner until the result's
+        receiver has registered it there. Returns, per ref, whether it was pinned."""
+        pinned = []
+        for ref in refs:
+            if ref.owner == self.address:
+                with self.ref_lock:
+                    obj = self.objects.get(ref.oid)
+                    if obj is not None:
+                        obj.transit += 1
+                pinned.append(obj is not None)
+            elif ref.owner in _retired_owners:
+                pinned.append(False)
+            else:
+                self._tell_owner(ref.owner, ref.oid, transit=1)
+                pinned.append(True)
+        return pinned
 
     def object_count(self) -> int:
         """How many objects this client holds (for tests and statistics)."""

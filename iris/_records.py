@@ -33,7 +33,8 @@ class FunctionInfo:
 class ObjectEntry:
     """One object in its owner's table: state, value or error, callbacks."""
 
-    __slots__ = ("state", "value", "error", "callbacks", "where", "owned_segment")
+    __slots__ = ("state", "value", "error", "callbacks", "where", "owned_segment",
+                 "borrowers", "transit", "unreferenced", "contained")
 
     def __init__(self, where: str = "") -> None:
         self.state = PENDING
@@ -42,6 +43,14 @@ class ObjectEntry:
         self.callbacks: list[Callable[[ObjectEntry], None]] | None = None
         self.where = where
         self.owned_segment: str | None = None
+        # Kept alive by others too: refs held by other processes (borrowers), and refs on
+        # their way to one inside a task's result (transit). Freed when these and the
+        # local count are all zero (``unreferenced``: the local count reached zero).
+        self.borrowers = 0
+        self.transit = 0
+        self.unreferenced = False
+        # Refs inside this object's value, kept alive as long as the value is.
+        self.contained: list[Any] | None = None
 
 
 @dataclass(slots=True, eq=False)

@@ -19,13 +19,24 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import concurrent.futures
 
-__all__ = ["ObjectRef", "ResolvedArg", "collect_refs", "set_resolver"]
+__all__ = ["ObjectRef", "ResolvedArg", "collect_refs", "export_refs", "set_resolver"]
 
 
 class _Resolver(Protocol):
     def incref(self, ref: ObjectRef) -> None: ...
     def decref(self, owner: str, oid: int) -> None: ...
     def future(self, ref: ObjectRef) -> concurrent.futures.Future[Any]: ...
+    def export_refs(self, refs: list[ObjectRef]) -> list[bool]: ...
+
+
+def export_refs(refs: list[ObjectRef]) -> list[bool]:
+    """Pin refs that leave this process inside a task's result until their receiver has
+    registered them with their owners; one flag per ref: whether it was pinned
+    (internal; see ``Client.export_refs``)."""
+    r = _resolver
+    if r is None:
+        return [False] * len(refs)
+    return r.export_refs(refs)
 
 
 _resolver: _Resolver | None = None

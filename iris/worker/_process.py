@@ -42,6 +42,7 @@ from iris._protocol import (
     ResultRecord,
     TaskRecord,
     Value,
+    ValueKind,
     chunk_by_size,
     decode_control,
     decode_define,
@@ -51,7 +52,7 @@ from iris._protocol import (
     encode_results,
 )
 from iris._reactor import Reactor
-from iris._refs import ResolvedArg
+from iris._refs import ResolvedArg, collect_refs, export_refs
 from iris._serialization import dumps, nbytes
 from iris._store import host_id
 from iris._transport import Credentials, bind_server, connect_client, drain_router
@@ -321,8 +322,13 @@ class WorkerProcess:
                                  f"values")
         same_host = self.owner_host.get(peer) == self.host
         values = []
-        for part in parts:
-            header, buffers = dumps(part)
+        contained: list[list[Any]] = []
+        for idx, part in enumerate(parts):
+            with collect_refs() as refs:
+                header, buffers = dumps(part)
+            if refs:  # refs leave in this result: pinned until the owner holds them
+                for ref, pinned in zip(refs, export_refs(refs)):
+                    contained.append([ref.owner, ref.oid, idx, pinned])
             name = None
             size = len(header) + nbytes(buffers)
             if same_host and size >= self.threshold:
@@ -332,6 +338,8 @@ class WorkerProcess:
                 raise ValueError(f"the result is {size} bytes, more than max_frame_bytes="
                                  f"{self.max_frame} allows on the wire to its owner's host")
             values.append(pack(header, buffers, self.threshold, name))
+        if contained:
+            values.append(Value(ValueKind.REFS, json.dumps(contained).encode()))
         return values
 
 

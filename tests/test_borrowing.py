@@ -1,0 +1,125 @@
+"""Refs that leave their owner: returned from tasks, stored inside puts. Nothing is lost,
+and what is let go everywhere is freed."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import iris
+from iris.testing import shm_segments, wait_until
+
+
+@iris.remote
+def put_and_return(n: int) -> iris.ObjectRef:
+    return iris.put(np.arange(float(n)))
+
+
+@iris.remote
+def two_refs() -> list[iris.ObjectRef]:
+    return [iris.put("first"), iris.put(np.ones(1000))]
+
+
+@iris.remote(num_returns=2)
+def pair_of_refs() -> tuple[iris.ObjectRef, iris.ObjectRef]:
+    return iris.put(1), iris.put(2)
+
+
+@iris.remote
+def subtask_refs() -> list[iris.ObjectRef]:
+    return [square.remote(i) for i in range(5)]
+
+
+@iris.remote
+def square(x: int) -> int:
+    return x * x
+
+
+@iris.remote
+def collect(_: int) -> int:
+    gc.collect()  # the worker drops whatever it still held
+    return 1
+
+
+def _churn() -> None:
+    gc.collect()
+    iris.get([collect.remote(i) for i in range(8)])
+
+
+def test_a_ref_returned_by_a_task_outlives_the_task(cluster: iris.ClusterContext) -> None:
+    ref = iris.get(put_and_return.remote(10))
+    _churn()
+    np.testing.assert_array_equal(iris.get(ref, timeout=30), np.arange(10.0))
+    first, second = iris.get(two_refs.remote())
+    a, b = pair_of_refs.remote()
+    inner_a, inner_b = iris.get([a, b])
+    del a, b
+    _churn()
+    assert iris.get(first, timeout=30) == "first"
+    assert iris.get(second, timeout=30).sum() == 1000.0
+    assert iris.get([inner_a, inner_b], timeout=30) == [1, 2]
+
+
+def test_refs_of_tasks_submitted_inside_a_task(cluster: iris.ClusterContext) -> None:
+    refs = iris.get(subtask_refs.remote())
+    _churn()
+    assert iris.get(refs, timeout=30) == [i * i for i in range(5)]
+
+
+def test_refs_inside_a_put_live_as_long_as_the_put(cluster: iris.ClusterContext) -> None:
+    inner = iris.put(np.arange(5.0))
+    outer = iris.put({"inner": inner})
+    del inner
+    gc.collect()
+    got = iris.get(outer)["inner"]
+    np.testing.assert_array_equal(iris.get(got), np.arange(5.0))
+
+
+def test_returned_objects_are_freed_once_every_holder_lets_go(
+        cluster: iris.ClusterContext) -> None:
+    def mine() -> list[str]:  # segments of big values (pooled ones are kept for reuse)
+        return [n for n in shm_segments(cluster.cluster_id) if "-pool-" not in n
+                and "-arena-" not in n]
+
+    _churn()
+    before = len(mine())
+    refs = iris.get([put_and_return.remote(500_000) for _ in range(4)])  # 4 MB each
+    assert len(mine()) >= before + 4
+    assert [float(iris.get(r).sum()) for r in refs] == [float(np.arange(500_000.0).sum())] * 4
+    del refs
+    gc.collect()
+    wait_until(lambda: (_churn() or True) and len(mine()) <= before, 30,
+               "the worker to free the objects nobody holds any more")
+
+
+def test_a_malformed_borrow_update_is_refused_and_the_owner_keeps_serving(
+        cluster: iris.ClusterContext) -> None:
+    import zmq
+
+    from iris import _api
+    from iris._protocol import MsgType, encode_control
+    from iris._transport import Credentials, connect_client
+
+    client = _api._client
+    ref = iris.put("kept")
+    sock = connect_client(zmq.DEALER, Credentials.from_token(cluster.token), client.address)
+    try:
+        for body in ({"op": "borrow", "oid": ref.oid, "borrow": 5},
+                     {"op": "borrow", "oid": "x"}, {"op": "what", "oid": ref.oid}):
+            sock.send_multipart(encode_control(MsgType.REQUEST, body))
+        # A well-formed release of a borrow that was never taken changes nothing either.
+        sock.send_multipart(encode_control(MsgType.REQUEST, {
+            "op": "borrow", "oid": ref.oid, "borrow": -1, "transit": -1}))
+        assert iris.get(iris.remote(lambda rs: iris.get(rs[0])).remote([ref])) == "kept"
+        assert iris.get(ref) == "kept"
+    finally:
+        sock.close(0)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_nested_refs_in_arguments_still_work(cluster: iris.ClusterContext, n: int) -> None:
+    refs = [iris.put(i) for i in range(n)]
+    total = iris.remote(lambda rs: sum(iris.get(rs)))
+    assert iris.get(total.remote(refs)) == sum(range(n))
