@@ -127,10 +127,14 @@ def init(address: str | None = None, *, num_workers: int | None = None,
             n = num_workers or os.cpu_count() or 1
             pending = begin_embedded(n, inline_threshold=inline_threshold,
                                      max_frame_bytes=max_frame_bytes)
-        from iris._client import Client
-        from iris._protocol import DEFAULT_MAX_FRAME_BYTES
-        from iris._values import DEFAULT_INLINE_THRESHOLD
-
+        try:
+            from iris._client import Client
+            from iris._protocol import DEFAULT_MAX_FRAME_BYTES
+            from iris._values import DEFAULT_INLINE_THRESHOLD
+        except BaseException:
+            if pending is not None:
+                pending.abandon()
+            raise
         threshold = inline_threshold or DEFAULT_INLINE_THRESHOLD
         max_frame = max_frame_bytes or DEFAULT_MAX_FRAME_BYTES
         if pending is not None:

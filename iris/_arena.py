@@ -16,6 +16,7 @@ no and the caller sends the value inline as before.
 
 from __future__ import annotations
 
+import glob
 import mmap
 import os
 import secrets
@@ -27,7 +28,7 @@ from typing import Any
 
 from iris._store import SHM_DIR
 
-__all__ = ["Arena", "ArenaSlot", "read_arena"]
+__all__ = ["Arena", "ArenaSlot", "read_arena", "remove_arenas_of"]
 
 _ALIGN = 64
 # A location: header offset and length, buffer count, then (offset, length) per buffer, then
@@ -43,10 +44,16 @@ class _Chunk:
         self.name = name
         self.raw_name = name.encode()
         self.size = size
-        fd = os.open(os.path.join(SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        path = os.path.join(SHM_DIR, name)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
         try:
-            os.ftruncate(fd, size)
+            # Allocate every page now: a write through the mapping into a full tmpfs would
+            # be a SIGBUS, where this is an OSError (ENOSPC) the caller handles.
+            os.posix_fallocate(fd, 0, size)
             self.mm = mmap.mmap(fd, size)
+        except BaseException:
+            os.unlink(path)
+            raise
         finally:
             os.close(fd)
         self.top = 0
@@ -73,7 +80,8 @@ class Arena:
 
     def __init__(self, cluster_id: str, chunk_bytes: int = 16 << 20,
                  max_bytes: int = 512 << 20) -> None:
-        self.prefix = f"iris-{cluster_id}-arena-{secrets.token_hex(4)}-"
+        # The pid lets a node manager remove the chunks of a worker that died.
+        self.prefix = f"iris-{cluster_id}-arena-{os.getpid()}-{secrets.token_hex(4)}-"
         self.chunk_bytes = chunk_bytes
         self.max_chunks = max(1, max_bytes // chunk_bytes)
         self.lock = threading.Lock()
@@ -115,7 +123,11 @@ class Arena:
         if self.empty:
             c = self.empty.pop()
         elif len(self.chunks) < self.max_chunks:
-            c = _Chunk(f"{self.prefix}{len(self.chunks)}", self.chunk_bytes)
+            try:
+                c = _Chunk(f"{self.prefix}{len(self.chunks)}", self.chunk_bytes)
+            except OSError:  # no room in shared memory: the caller sends the value inline
+                self.max_chunks = len(self.chunks)
+                return None
             self.chunks.append(c)
         else:
             return None
@@ -158,6 +170,26 @@ class Arena:
 _MAPS: OrderedDict[str, mmap.mmap] = OrderedDict()
 _MAPS_LOCK = threading.Lock()
 _MAX_MAPS = 8
+_reads = 0
+
+
+def remove_arenas_of(cluster_id: str, pid: int) -> int:
+    """Unlink the arena chunks a (dead) process of a cluster left; how many."""
+    count = 0
+    for path in glob.glob(os.path.join(SHM_DIR, f"iris-{cluster_id}-arena-{pid}-*")):
+        try:
+            os.unlink(path)
+            count += 1
+        except FileNotFoundError:
+            pass
+    return count
+
+
+def _forget_unlinked() -> None:
+    """Drop cached mappings of chunks whose owner unlinked them (lock held): a mapping
+    would keep their memory alive for as long as this process lives."""
+    for name in [n for n in _MAPS if not os.path.exists(os.path.join(SHM_DIR, n))]:
+        _MAPS.pop(name).close()
 
 
 def read_arena(location: bytes | memoryview) -> tuple[bytes, list[bytes]]:
@@ -177,7 +209,11 @@ def read_arena(location: bytes | memoryview) -> tuple[bytes, list[bytes]]:
         raise ValueError(f"malformed arena location: {exc}") from None
     if "/" in name or not name.startswith("iris-") or "-arena-" not in name:
         raise ValueError(f"bad arena chunk name {name!r}")
+    global _reads
     with _MAPS_LOCK:
+        _reads += 1
+        if _reads % 256 == 0:
+            _forget_unlinked()
         mm = _MAPS.get(name)
         if mm is None:
             fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)

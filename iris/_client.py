@@ -32,6 +32,7 @@ import concurrent.futures
 import itertools
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -225,8 +226,10 @@ class Client:
         if wid in self.workers:
             return
         address = str(info["address"])
-        if info.get("host") == self.host and info.get("local_address"):
-            address = str(info["local_address"])  # same machine: the Unix socket
+        local = str(info.get("local_address") or "")
+        if info.get("host") == self.host and local.startswith("ipc://") and os.access(
+                local[len("ipc://"):], os.W_OK):
+            address = local  # same machine, and we may connect: the Unix socket
         sock = connect_client(zmq.DEALER, self.creds, address)
         self._send(sock, encode_control(MsgType.REQUEST, {"op": "owner", "host": self.host}))
         w = _Worker(wid, address, str(info.get("host", "")), sock)
@@ -769,25 +772,27 @@ class Client:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         block = _context.block_hook  # inside a worker: give up its slot while we wait
-        if block is not None:
-            block(True)
+        blocked = False
         with self.lock:
             self.waiters += 1
         try:
+            if block is not None:
+                block(True)
+                blocked = True
             # Lead the reactor while we wait (or wait parked while another thread leads):
             # the results are read on this very thread, with no wake-up in between.
-            if self.loop.run(until=done, deadline=deadline):
-                return
-            if self.closed:
-                raise IrisError("iris was shut down while waiting for results")
-            raise GetTimeoutError(
-                f"get timed out after {timeout} s: "
-                f"{sum(1 for o in objs if o.state == _PENDING)} of {len(objs)} objects "
-                f"not ready")
+            while not self.loop.run(until=done, deadline=deadline):
+                if self.closed or self.loop.stopped:
+                    raise IrisError("iris was shut down while waiting for results")
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise GetTimeoutError(
+                        f"get timed out after {timeout} s: "
+                        f"{sum(1 for o in objs if o.state == _PENDING)} of {len(objs)} "
+                        f"objects not ready")
         finally:
             with self.lock:
                 self.waiters -= 1
-            if block is not None:
+            if blocked and block is not None:
                 block(False)
 
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None

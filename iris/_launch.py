@@ -61,6 +61,12 @@ class PendingCluster:
         self.proc, self.ready_fd, self.cluster_id = proc, ready_fd, cluster_id
         self.creds, self.timeout_s = creds, timeout_s
 
+    def abandon(self) -> None:
+        """Stop the starting daemon (its workers follow) and release the pipe."""
+        os.close(self.ready_fd)
+        self.proc.kill()
+        self.proc.wait()
+
     def ready(self) -> EmbeddedCluster:
         """Wait until the head listens.
 

@@ -39,9 +39,9 @@ __all__ = ["Reactor"]
 
 log = logging.getLogger("iris.reactor")
 
-# A parked background leader looks for a free lead this often (seconds): soon when nobody
-# leads, seldom while a foreground thread does (a long get wakes it on leaving).
-_BG_RECHECK_LED_S = 0.001
+# A parked background leader looks for a free lead this often (seconds); a foreground
+# leader that led for longer than _BG_WAKE_AFTER_S wakes it on leaving.
+_BG_RECHECK_LED_S = 0.01
 # ... and takes it only once no foreground thread has led for this long.
 _BG_GRACE_S = 0.001
 _BG_WAKE_AFTER_S = 0.002
@@ -76,6 +76,7 @@ class Reactor:
         self._background: int | None = None  # the leader's ident, if it leads in background
         self.wanted = 0  # foreground threads waiting to lead
         self.stopped = False
+        self.closed = False
 
     # ------------------------------------------------------------------ registration
     def add_reader(self, sock_or_fd: Any, callback: Callable[[], None]) -> None:
@@ -122,7 +123,7 @@ class Reactor:
             self._kick()
 
     def _kick(self) -> None:
-        if not self._wake_pending:
+        if not self._wake_pending and not self.closed:
             self._wake_pending = True
             try:
                 os.eventfd_write(self._wake_fd, 1)
@@ -142,6 +143,10 @@ class Reactor:
         me = threading.get_ident()
         done = until if until is not None else _never
         with self.lock:
+            if self.leader == me:
+                # Nested (a callback run by our own lead waits again): lead on, and leave
+                # the lead to the outer call when done.
+                return self._lead(me, done, deadline, background, None)
             if self.leader != me:
                 if not background:
                     self.wanted += 1
@@ -282,7 +287,10 @@ class Reactor:
             events = self._epoll.poll(0)
         except (OSError, ValueError):
             return
-        self._dispatch(self.leader, events)
+        leader = self.leader
+        self._dispatch(leader, events)
+        if leader is not None and leader != threading.get_ident():
+            self._kick()  # what we served may be what the leader waits for: let it look
 
     def abdicate(self) -> None:
         """Give up the lead (lock held by the leader), waking a parked thread to take it."""
@@ -305,11 +313,12 @@ class Reactor:
 
     def close(self) -> None:
         """Release the epoll and wake-up descriptors (after every run returned)."""
-        for fd in (self._wake_fd,):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self.closed = True
+        self._wake_pending = True  # no more writes to the (soon reused) descriptor number
+        try:
+            os.close(self._wake_fd)
+        except OSError:
+            pass
         self._epoll.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import secrets
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -101,7 +102,6 @@ def test_medium_arguments_for_another_machine_travel_inline(cluster: iris.Cluste
     from iris._protocol import ValueKind
     from iris._records import WorkerLink
     from iris._values import from_value
-
     from iris.testing import wait_until
 
     client = _api._client
@@ -120,3 +120,28 @@ def test_medium_arguments_for_another_machine_travel_inline(cluster: iris.Cluste
         np.testing.assert_array_equal(args[0], np.arange(3000.0))
         client._on_submits()  # now send it to a worker of this machine
     np.testing.assert_array_equal(iris.get(ref), np.arange(3000.0))
+
+
+def test_a_full_shared_memory_means_inline_not_a_crash(tmp_path) -> None:
+    import subprocess
+
+    small = tmp_path / "shm"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        # In a child process: a SIGBUS there would not take pytest down with it.
+        code = (
+            "import numpy as np, iris._arena as a, iris._serialization as s\n"
+            "ar = a.Arena('tfull', chunk_bytes=1 << 20)\n"
+            "got = [ar.write(*s.dumps(np.ones(5000))) for _ in range(200)]\n"
+            "print(sum(g is not None for g in got), sum(g is None for g in got))\n"
+            "ar.close()\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=dict(os.environ, IRIS_SHM_DIR=str(small)), timeout=60)
+        assert out.returncode == 0, out.stderr
+        written, refused = map(int, out.stdout.split())
+        assert written > 0 and refused > 0  # one chunk fit in 2 MiB, a second did not
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

@@ -219,3 +219,84 @@ def test_values_over_the_frame_limit_go_through_shared_memory() -> None:
         assert iris.get(echo.remote(b"x"), timeout=60) == 1
         many = [echo.remote(b"y" * 60_000) for _ in range(100)]  # batches split to fit
         assert iris.get(many, timeout=60) == [60_000] * 100
+
+
+def test_a_worker_busy_with_a_task_dies_with_its_daemon(tmp_path: object) -> None:
+    import signal
+
+    from iris import _api
+
+    @iris.remote
+    def started_then_spin(path: str) -> int:
+        import time
+        open(path, "w").close()
+        while True:  # never ends: only the death of its node manager stops it
+            time.sleep(0.01)
+
+    iris.shutdown()
+    iris.init(num_workers=1)
+    cluster = _api._cluster
+    assert cluster is not None
+    import psutil
+
+    try:
+        flag = os.path.join(str(tmp_path), "started")
+        started_then_spin.remote(flag)
+        wait_until(lambda: os.path.exists(flag), 30, "the task to start")
+        workers = psutil.Process(cluster.proc.pid).children()
+        assert workers
+        os.kill(cluster.proc.pid, signal.SIGKILL)
+        cluster.proc.wait()
+        wait_until(lambda: not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE
+                                   for w in workers), 15, "the orphaned worker to exit")
+    finally:
+        if _api._client is not None:
+            _api._client.close()
+        _api._client = _api._cluster = _api._ctx = None
+        if cluster.proc.stdin is not None:
+            cluster.proc.stdin.close()
+        from iris._store import remove_cluster_segments
+
+        remove_cluster_segments(cluster.cluster_id)
+
+
+def test_a_resumed_task_is_not_held_behind_a_long_one(tmp_path: object) -> None:
+    from iris.testing import local_cluster
+
+    gate = os.path.join(str(tmp_path), "gate")
+    child_gate = os.path.join(str(tmp_path), "child")
+
+    started = os.path.join(str(tmp_path), "child-started")
+
+    @iris.remote
+    def child() -> int:
+        import time
+        open(started, "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(child_gate) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return 1
+
+    @iris.remote
+    def parent() -> int:
+        return iris.get(child.remote()) + 1
+
+    @iris.remote
+    def long_task() -> int:
+        import time
+        deadline = time.monotonic() + 60
+        while not os.path.exists(gate) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return 0
+
+    with local_cluster(num_workers=1):
+        try:
+            p = parent.remote()  # blocks in get: its child runs on another thread
+            wait_until(lambda: os.path.exists(started), 30, "the child to start")
+            long = long_task.remote()  # queued behind the child on the one worker
+            open(child_gate, "w").close()  # the child ends, the parent resumes and ends
+            assert iris.get(p, timeout=30) == 2  # while long_task still runs
+            assert iris.wait([long], timeout=0)[0] == []
+        finally:
+            open(gate, "w").close()
+        assert iris.get(long, timeout=60) == 0

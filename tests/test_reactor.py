@@ -135,3 +135,21 @@ def test_calls_from_many_threads_all_run_once() -> None:
     assert reactor.run(until=lambda: len(ran) == 4000, deadline=time.monotonic() + 10)
     assert sorted(ran) == list(range(4000))
     reactor.close()
+
+
+def test_a_callback_that_waits_again_leads_nested_and_the_outer_wait_goes_on() -> None:
+    # A future's callback runs on whichever thread leads; if it calls iris.get, the
+    # reactor is led re-entrantly. The outer wait must not be cut short by that.
+    reactor = Reactor()
+    state: dict[str, object] = {"a": False, "b": False, "nested": None}
+
+    def inner() -> None:
+        reactor.call_soon_threadsafe(lambda: state.__setitem__("b", True))
+        state["nested"] = reactor.run(until=lambda: bool(state["b"]))
+        reactor.call_soon_threadsafe(lambda: state.__setitem__("a", True))
+
+    reactor.call_soon_threadsafe(inner)
+    assert reactor.run(until=lambda: bool(state["a"]), deadline=time.monotonic() + 10)
+    assert state["nested"] is True
+    assert reactor.leader is None
+    reactor.close()

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from typing import Any
 
 import zmq
 
+from iris._arena import remove_arenas_of
 from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     Message,
@@ -57,6 +59,26 @@ _RESPAWN_BACKOFF_MAX_S = 10.0
 
 def _dropped(_peer: bytes, exc: ProtocolError) -> None:
     log.warning("dropped a malformed message from a worker: %s", exc)
+
+
+def _sweep_ipc_dirs() -> None:
+    """Remove the Unix-socket directories of node managers that died without cleaning up
+    (ours only: the name carries the pid, the directory our uid)."""
+    tmp = tempfile.gettempdir()
+    for name in os.listdir(tmp):
+        m = re.match(r"iris-[0-9a-f]+-ipc-(\d+)-", name)
+        if m is None:
+            continue
+        path = os.path.join(tmp, name)
+        try:
+            if os.lstat(path).st_uid != os.getuid():
+                continue
+            os.kill(int(m.group(1)), 0)
+            continue  # its node manager lives
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def describe_exit(returncode: int) -> str:
@@ -101,7 +123,8 @@ class NodeManager:
         # Workers also listen on a Unix socket in this private directory (mode 0700), which
         # clients on this machine use: a round trip ~30 us shorter than TCP loopback.
         # CURVE stays on for those links too.
-        self.ipc_dir = tempfile.mkdtemp(prefix=f"iris-{self.cluster_id}-ipc-")
+        _sweep_ipc_dirs()
+        self.ipc_dir = tempfile.mkdtemp(prefix=f"iris-{self.cluster_id}-ipc-{os.getpid()}-")
         self.head = connect_client(zmq.DEALER, creds, cfg["head_endpoint"],
                                    identity=self.node_id.encode())
         self.slots: dict[str, _Slot] = {}
@@ -159,6 +182,7 @@ class NodeManager:
         if slot.local_address.startswith("ipc://"):  # a dead worker leaves its socket file
             with contextlib.suppress(OSError):
                 os.unlink(slot.local_address[len("ipc://"):])
+        remove_arenas_of(self.cluster_id, slot.proc.pid)  # and maybe an arena of its own
         if slot.proc.stdin is not None:
             slot.proc.stdin.close()
         if self.closing:

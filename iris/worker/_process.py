@@ -87,8 +87,11 @@ class WorkerProcess:
         self.local_address = ""
         ipc_dir = cfg.get("ipc_dir")
         if ipc_dir and len(ipc_dir) + len(self.worker_id) < 100:  # sun_path holds 108 bytes
-            self.local_address = f"ipc://{ipc_dir}/{self.worker_id}"
-            self.router.bind(self.local_address)
+            try:
+                self.router.bind(f"ipc://{ipc_dir}/{self.worker_id}")
+                self.local_address = f"ipc://{ipc_dir}/{self.worker_id}"
+            except zmq.ZMQError as exc:  # e.g. the directory was cleaned away: TCP only
+                log.warning("no Unix socket in %s (%s): clients use TCP", ipc_dir, exc)
         self.node = connect_client(zmq.DEALER, creds, cfg["node_endpoint"],
                                    identity=self.worker_id.encode())
         self.blobs: dict[int, bytes] = {}
@@ -112,11 +115,11 @@ class WorkerProcess:
         with self.lock:
             self.loop.add_reader(self.router, self._drain)
             self.loop.add_reader(self.node, self._on_node)
-            self.loop.add_reader(sys.stdin.fileno(), self._on_parent)
             self._send_node(encode_control(MsgType.WORKER_READY, {
                 "worker_id": self.worker_id, "address": self.address,
                 "local_address": self.local_address, "pid": os.getpid()}))
         threading.Thread(target=self._flusher, name="iris-flusher", daemon=True).start()
+        threading.Thread(target=_exit_with_parent, name="iris-parent", daemon=True).start()
         try:
             while not self.loop.stopped:
                 self.loop.run(work=self._run_queue)
@@ -124,10 +127,6 @@ class WorkerProcess:
             with self.lock:
                 self.router.close(0)
                 self.node.close(0)
-
-    def _on_parent(self) -> None:
-        if not os.read(sys.stdin.fileno(), 4096):
-            self.loop.stop()  # our node manager is gone: so are we
 
     def _on_node(self) -> None:
         while True:
@@ -169,8 +168,12 @@ class WorkerProcess:
                 self.active -= 1
                 self.done.append((peer, result))
                 if loop.leader != me:
-                    # It blocked in get and gave the lead away: the leader sends the result.
-                    loop.call_soon_threadsafe(self._flush)
+                    # It blocked in get and gave the lead away; the leader may be busy with
+                    # a long task, so send the result from here (the lock allows it), and
+                    # wake the leader: with this task done it may run the next one.
+                    self._flush()
+                    if queue:
+                        loop.call_soon_threadsafe(_nothing)
                     return
                 if not queue:
                     self._flush()
@@ -345,6 +348,20 @@ class WorkerProcess:
 
 def _nothing() -> None:
     pass
+
+
+def _exit_with_parent() -> None:
+    """Leave the moment our node manager is gone (EOF on stdin), even mid-task: the thread
+    that leads may be running a task that never ends."""
+    fd = sys.stdin.fileno()
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _result_size(rec: ResultRecord) -> int:

@@ -60,7 +60,9 @@ class ForkedWorker:
         if timeout is not None:
             fd = os.pidfd_open(self.pid)
             try:
-                if not select.select([fd], [], [], max(0.0, timeout))[0]:
+                poller = select.poll()  # not select(): descriptors may be past 1023
+                poller.register(fd, select.POLLIN)
+                if not poller.poll(max(0, int(timeout * 1000))):
                     raise subprocess.TimeoutExpired([sys.executable, "iris worker"], timeout)
             finally:
                 os.close(fd)
