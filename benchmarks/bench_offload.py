@@ -214,6 +214,16 @@ def bench_streaming(n: int, cluster: bool) -> None:
 # -- 3. compute-bound on workers ------------------------------------------------------
 
 
+def _wait_for_workers(n: int, timeout_s: float = 30.0) -> None:
+    from iris import _api
+
+    deadline = time.monotonic() + timeout_s
+    while len(_api._client.workers) < n:  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(_api._client.workers)} of {n} workers started")
+        time.sleep(0.01)
+
+
 def bench_compute(n: int) -> None:
     print(f"\n3. compute-bound sin*exp+sqrt over {n:,} float64, 8 chunks: seconds")
     x = np.random.default_rng(1).random(n)
@@ -223,6 +233,7 @@ def bench_compute(n: int) -> None:
     for workers in (1, 2):
         iris.init(num_workers=workers)
         try:
+            _wait_for_workers(workers)  # else the warm-up may miss a worker still starting
             refs = [iris.put(c) for c in np.array_split(x, 8)]
             heavy_actor.map(refs)  # every worker compiles or loads its kernel
             heavy_actor.map(refs)
