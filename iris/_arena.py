@@ -169,7 +169,7 @@ class Arena:
 
 _MAPS: OrderedDict[str, mmap.mmap] = OrderedDict()
 _MAPS_LOCK = threading.Lock()
-_MAX_MAPS = 8
+_MAX_MAPS = 32  # an owner's whole arena (512 MiB in 16 MiB chunks): no remapping churn
 _reads = 0
 
 
@@ -218,7 +218,10 @@ def read_arena(location: bytes | memoryview) -> tuple[bytes, list[bytes]]:
         if mm is None:
             fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
             try:
-                mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                # Populated: every page mapped now, in one go, instead of a fault per page
+                # at each read (a fault costs several µs on a VM).
+                mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                               prot=mmap.PROT_READ)
             finally:
                 os.close(fd)
             _MAPS[name] = mm
