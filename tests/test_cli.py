@@ -354,3 +354,29 @@ def test_a_worker_node_stops_when_its_head_dies(procs: Procs) -> None:
     assert node.wait(60) == 0
     assert "no answer from the head" in procs.log("node")
     wait_until(lambda: not live_children(), 30, "the node's workers to exit")
+
+
+@pytest.mark.slow
+def test_a_node_cut_off_past_its_lease_registers_again(procs: Procs, tmp_path: Path) -> None:
+    head, state = _start_head(procs, "--num-workers", "0", "--node-timeout", "2")
+    address = state["address"].removeprefix("tcp://")
+    token = state["token"]
+    node = procs.start("node", "start", "--worker", "--address", address, "--num-workers",
+                       "1", IRIS_HOST_ID="machine-b")
+    wait_until(lambda: _status(address, token)["workers"], 30, "the node's worker")
+    node_manager = psutil.Process(node.pid)
+    node_manager.suspend()  # stands in for a network partition: no heartbeats
+    try:
+        wait_until(lambda: not _status(address, token)["workers"], 30,
+                   "the head to give the silent node up")
+    finally:
+        node_manager.resume()
+    st = wait_until(lambda: (s := _status(address, token))["workers"] and s, 30,
+                    "the node and its worker to register again")
+    assert [w["host"] for w in st["workers"]] == ["machine-b"] and len(st["nodes"]) == 1
+    assert "registering again" in procs.log("node")
+    job = tmp_path / "job.py"
+    job.write_text(JOB)
+    r = procs.run("submit", str(job), "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "hosts machine-b args 0" in r.stdout  # tasks run on the node again

@@ -106,6 +106,10 @@ class HeadService:
             node = self._node_by_identity(ident)
             if node is not None:
                 node.last_seen = time.monotonic()
+            elif ident not in self.clients:
+                # A node we declared dead (it was cut off, or paused, for longer than its
+                # lease) is back: ask it to register itself and its workers again.
+                self._send(ident, encode_control(MsgType.EVENT, {"kind": "reregister"}))
             self._send(ident, encode(MsgType.PONG, request_id=m.request_id))
             return
         body = decode_control(m) if t in MsgType.CONTROL else None

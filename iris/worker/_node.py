@@ -142,12 +142,24 @@ class NodeManager:
         """Register with the head and start every worker at once (they boot in parallel)."""
         self.loop.add_reader(self.router, self._on_router)
         self.loop.add_reader(self.head, self._on_head)
-        self.head.send_multipart(encode_control(MsgType.HELLO, {
-            "role": "node", "node_id": self.node_id, "host": host_id(),
-            "num_workers": self.num_workers, "pid": os.getpid()}))
+        self._hello()
         for _ in range(self.num_workers):
             self._spawn()
         self.loop.call_later(self.heartbeat_s, self._heartbeat)
+
+    def _hello(self) -> None:
+        self.head.send_multipart(encode_control(MsgType.HELLO, {
+            "role": "node", "node_id": self.node_id, "host": host_id(),
+            "num_workers": self.num_workers, "pid": os.getpid()}))
+
+    def _reregister(self) -> None:
+        """The head lost us (our lease ran out while we were cut off): register again,
+        with every worker that is up, so that clients use them again."""
+        log.warning("the head had given this node up: registering again")
+        self._hello()
+        for slot in self.slots.values():
+            if slot.info:
+                self.head.send_multipart(encode_control(MsgType.REGISTER_WORKER, slot.info))
 
     # ------------------------------------------------------------------ workers
     def _spawn(self) -> None:
@@ -235,6 +247,14 @@ class NodeManager:
             for m in msgs:
                 if m.type == MsgType.SHUTDOWN:
                     self.loop.stop()
+                elif m.type == MsgType.EVENT:
+                    try:
+                        body = decode_control(m)
+                    except ProtocolError as exc:
+                        log.warning("dropped a malformed event from the head: %s", exc)
+                        continue
+                    if body.get("kind") == "reregister":
+                        self._reregister()
 
     def _heartbeat(self) -> None:
         if self.closing:
