@@ -37,6 +37,10 @@ __version__ = "0.1.0"
 # public name -> module that defines it; imported on first use.
 _LAZY: dict[str, str] = {
     "ObjectRef": "iris._refs",
+    "ActorClass": "iris._actors",
+    "ActorHandle": "iris._actors",
+    "get_actor": "iris._actors",
+    "kill": "iris._actors",
     "get": "iris._api",
     "init": "iris._api",
     "is_initialized": "iris._api",

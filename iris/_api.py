@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -178,6 +179,9 @@ def shutdown() -> None:
         client.close()
     if cluster is not None:
         cluster.stop()
+    actors = sys.modules.get("iris._actors")
+    if actors is not None:
+        actors._forget_names()
 
 
 def is_initialized() -> bool:

@@ -62,10 +62,10 @@ from iris._protocol import (
     encode_tasks,
 )
 from iris._reactor import Reactor
+from iris._records import CALL, CREATE, KILL, ActorRecord, FunctionInfo
 from iris._records import FAILED as _FAILED
 from iris._records import PENDING as _PENDING
 from iris._records import READY as _READY
-from iris._records import FunctionInfo
 from iris._records import ObjectEntry as _Object
 from iris._records import TaskEntry as _Task
 from iris._records import WorkerLink as _Worker
@@ -89,6 +89,7 @@ from iris._values import (
     shm_location,
 )
 from iris.exceptions import (
+    ActorDiedError,
     GetTimeoutError,
     IrisError,
     ObjectLostError,
@@ -147,6 +148,8 @@ class Client:
         self.cv = self.loop.cond  # getters that do not lead the reactor wait here
         self.n_inflight = 0  # tasks sent to workers and not finished
         self.arena: Arena | None = None  # medium arguments for workers on this machine
+        self.actors: dict[str, ActorRecord] = {}
+        self.targeted: dict[str, deque[_Task]] = {}  # actor calls, by the worker to run them
         self.local_workers = 0
         self.last_submit = 0.0
         self.waiters = 0
@@ -249,6 +252,11 @@ class Client:
         self.n_inflight -= len(w.inflight)
         retry = []
         for task in w.inflight.values():
+            if task.actor is not None:  # a call in flight dies with its actor's worker
+                self._fail_task(task, ActorDiedError(
+                    f"actor {task.actor.name} died while running {task.func.name}: "
+                    f"its worker {wid} is gone ({reason})"))
+                continue
             if task.retries_left > 0:
                 task.retries_left -= 1
                 retry.append(task)
@@ -259,6 +267,10 @@ class Client:
         self.ready.extendleft(reversed(retry))
         w.inflight.clear()
         w.blocked.clear()
+        for actor in list(self.actors.values()):
+            if actor.worker_id == wid:
+                self._actor_lost(actor, reason)
+        self.targeted.pop(wid, None)
 
     # ------------------------------------------------------------------ submission
     def _on_submits(self) -> None:
@@ -269,8 +281,57 @@ class Client:
             if task.deps:
                 self._resolve_deps(task)
             else:
-                self.ready.append(task)
+                self._make_ready(task)
         self._dispatch()
+
+    def _make_ready(self, task: _Task) -> None:
+        """A task whose arguments are ready: to be scheduled, or, for an actor's call, to be
+        sent to the worker its actor lives in (in order), once it has one."""
+        actor = task.actor
+        if actor is None or task.role == CREATE:
+            self.ready.append(task)
+        elif actor.dead is not None and task.role != KILL:
+            self._fail_task(task, actor.dead)
+        elif actor.worker_id is None:
+            actor.pending.append(task)
+        else:
+            q = self.targeted.get(actor.worker_id)
+            if q is None:
+                q = self.targeted[actor.worker_id] = deque()
+            q.append(task)
+
+    def _placed(self, actor: ActorRecord, w: _Worker) -> None:
+        """An actor's creation task went to ``w``: its calls follow it there."""
+        actor.worker_id = w.worker_id
+        pending, actor.pending = actor.pending, deque()
+        for task in pending:
+            self._make_ready(task)
+
+    def _actor_lost(self, actor: ActorRecord, reason: str) -> None:
+        """The worker an actor lived in is gone: restart it elsewhere, or declare it dead."""
+        wid, actor.worker_id = actor.worker_id, None
+        queued = self.targeted.get(wid or "")
+        if queued:  # its calls not sent yet wait for the new instance, in order
+            mine = [t for t in queued if t.actor is actor]
+            self.targeted[wid or ""] = deque(t for t in queued if t.actor is not actor)
+            actor.pending.extendleft(reversed(mine))
+        if actor.dead is None and actor.restarts_left > 0 and actor.restart is not None:
+            actor.restarts_left -= 1
+            log.warning("actor %s lost with its worker (%s): restarting it", actor.name,
+                        reason)
+            actor.restart()
+            return
+        self._actor_dead(actor, ActorDiedError(
+            f"actor {actor.name} died: its worker {wid} is gone ({reason}) and it has no "
+            f"restarts left"))
+
+    def _actor_dead(self, actor: ActorRecord, error: BaseException) -> None:
+        if actor.dead is None:
+            actor.dead = error
+        pending, actor.pending = actor.pending, deque()
+        for task in pending:
+            if task.role != KILL:
+                self._fail_task(task, actor.dead)
 
     def _resolve_deps(self, task: _Task) -> None:
         waiting = 0
@@ -293,7 +354,7 @@ class Client:
                 waiters.append(task)
         task.waiting = waiting
         if not waiting:
-            self.ready.append(task)
+            self._make_ready(task)
 
     def _cap(self) -> int:
         avg = self.avg_exec_s
@@ -305,7 +366,7 @@ class Client:
         """Send ready tasks to workers (every I/O handler ends here; so does waking getters)."""
         self._wake_waiters()
         ready = self.ready
-        if not ready or not self.workers:
+        if not (ready or self.targeted) or not self.workers:
             return
         cap = self._cap()
         batches: dict[str, list[TaskRecord]] = {}
@@ -335,6 +396,29 @@ class Client:
                     defines.setdefault(w.worker_id, []).extend(
                         encode_define(func.func_id, func.blob))
                 inflight[task.oids[0]] = task
+                self.n_inflight += 1
+                recs.append(rec)
+                if task.role == CREATE and task.actor is not None:
+                    self._placed(task.actor, w)
+        # Actor calls go to their actor's worker, in order, whatever its load.
+        for wid in list(self.targeted):
+            tw = self.workers.get(wid)
+            if tw is None:
+                continue
+            q = self.targeted.pop(wid)
+            recs = batches.setdefault(wid, [])
+            while q:
+                task = q.popleft()
+                try:
+                    rec = self._task_record(task, tw)
+                except Exception as exc:
+                    self._fail_task(task, exc)
+                    continue
+                func = task.func
+                if func.func_id not in tw.defined:
+                    tw.defined.add(func.func_id)
+                    defines.setdefault(wid, []).extend(encode_define(func.func_id, func.blob))
+                tw.inflight[task.oids[0]] = task
                 self.n_inflight += 1
                 recs.append(rec)
         for wid, recs in batches.items():
@@ -443,6 +527,8 @@ class Client:
             self._receive_refs(task, values[-1])
             values = values[:-1]
         if len(values) == 1 and values[0].kind == ValueKind.ERROR:
+            if task.role == CREATE and task.actor is not None:
+                self._creation_failed(task.actor, values[0])
             values = values * task.num_returns
         for oid, v in zip(task.oids, values):
             obj = self.objects.get(oid)
@@ -454,6 +540,19 @@ class Client:
                 obj.owned_segment = shm_location(v)["name"]
             self._settle(obj, v, None)
         self._finish_task(task)
+
+    def _creation_failed(self, actor: ActorRecord, v: Value) -> None:
+        try:
+            from_value(v)
+            why = "its constructor failed"
+        except BaseException as exc:  # noqa: BLE001  the constructor's own error
+            why = f"its constructor raised {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        q = self.targeted.get(actor.worker_id or "")
+        if q:
+            for t in [t for t in q if t.actor is actor]:
+                q.remove(t)
+                self._fail_task(t, ActorDiedError(f"actor {actor.name} is dead: {why}"))
+        self._actor_dead(actor, ActorDiedError(f"actor {actor.name} is dead: {why}"))
 
     def _receive_refs(self, task: _Task, v: Value) -> None:
         """Refs inside a task's results: the result objects hold them from now on (which
@@ -554,7 +653,7 @@ class Client:
             else:
                 task.waiting -= 1
                 if task.waiting == 0:
-                    self.ready.append(task)
+                    self._make_ready(task)
 
     def _owner_sock(self, owner: str) -> zmq.Socket[Any]:
         """Our connection to another owner's ROUTER (lock held)."""
@@ -628,14 +727,15 @@ class Client:
 
     # ================================================================== user threads
     def submit(self, func: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any],
-               num_returns: int = 1, max_retries: int = 3) -> list[ObjectRef]:
+               num_returns: int = 1, max_retries: int = 3, actor: ActorRecord | None = None,
+               role: int = CALL) -> list[ObjectRef]:
         """Queue a task; returns one ObjectRef per return value. Any thread."""
         if self.closed:
             raise IrisError("this iris client is shut down")
         pinned: list[ObjectRef] = []
         if not args and not kwargs:  # the commonest call of all: nothing to look at
             return self._enqueue(func, _NO_ARGS, [], None, pinned, num_returns, max_retries,
-                                 None, None, None)
+                                 None, None, None, actor, role)
         deps: list[ObjectRef] | None = None
         for a in args:
             if type(a) is ObjectRef:
@@ -675,12 +775,13 @@ class Client:
             else:
                 buffers = [bytes(b) for b in buffers]  # type: ignore[misc]
         return self._enqueue(func, header, buffers, deps, pinned, num_returns, max_retries,
-                             args_value, args_segment, args_slot)
+                             args_value, args_segment, args_slot, actor, role)
 
     def _enqueue(self, func: FunctionInfo, header: bytes, buffers: list[Any],
                  deps: list[ObjectRef] | None, pinned: list[ObjectRef], num_returns: int,
                  max_retries: int, args_value: Value | None, args_segment: str | None,
-                 args_slot: Any) -> list[ObjectRef]:
+                 args_slot: Any, actor: ActorRecord | None = None,
+                 role: int = CALL) -> list[ObjectRef]:
         """Make a serialized task's objects and refs, and queue or send it."""
         objects, address, where = self.objects, self.address, func.label
         if num_returns == 1:
@@ -694,7 +795,7 @@ class Client:
                 objects[oid] = _Object(where)
             refs = [ObjectRef(oid, address) for oid in oids]
         task = _Task(oids, func, header, buffers, deps, pinned, num_returns, max_retries,
-                     args_value, args_segment, args_slot=args_slot)
+                     args_value, args_segment, args_slot=args_slot, actor=actor, role=role)
         now = time.perf_counter()
         idle_since, self.last_submit = self.last_submit, now
         self.submit_q.append(task)

@@ -3,6 +3,7 @@ workers it talks to (internal types, not part of the public API)."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,30 @@ class TaskEntry:
     args_segment: str | None = None
     waiting: int = 0
     args_slot: Any = None  # an ArenaSlot holding the arguments, released when done
+    actor: ActorRecord | None = None  # the actor this task creates or calls
+    role: int = 0  # CALL, CREATE or KILL (for actor tasks)
+
+
+CALL, CREATE, KILL = 0, 1, 2
+
+
+class ActorRecord:
+    """What a client knows of an actor: where it lives, its calls waiting for a place."""
+
+    __slots__ = ("actor_id", "name", "worker_id", "restarts_left", "dead", "pending",
+                 "restart", "methods", "creation")
+
+    def __init__(self, actor_id: str, name: str, restarts: int = 0,
+                 worker_id: str | None = None) -> None:
+        self.actor_id = actor_id
+        self.name = name
+        self.worker_id = worker_id  # None until its creation task is placed
+        self.restarts_left = restarts
+        self.dead: BaseException | None = None
+        self.pending: deque[TaskEntry] = deque()  # calls made before it had a place
+        self.restart: Callable[[], Any] | None = None  # resubmits the creation task
+        self.methods: dict[str, FunctionInfo] = {}
+        self.creation: Any = None  # the ref of its (latest) creation task
 
 
 @dataclass(slots=True, eq=False)

@@ -115,12 +115,17 @@ def remote(*, num_returns: int = 1, max_retries: int = 3,
 def remote(fn: Any = None, **options: Any) -> Any:
     """Make a function a remote function: ``@iris.remote`` or ``@iris.remote(num_returns=2)``.
 
+    On a class, it makes an actor class (:class:`iris.ActorClass`): ``Cls.remote(...)``
+    creates an instance in a worker and returns its handle.
+
     Args:
-        fn: the function (when used bare).
+        fn: the function or class (when used bare).
         num_returns: how many ObjectRefs ``.remote()`` returns (the function returns a
             sequence of that length). Default 1.
         max_retries: how many times a task is re-run when its worker process dies. Default 3.
         num_cpus: CPUs the task needs (each worker process is one CPU). Default 1.
+        max_restarts, name: for a class: how often its actor is re-created after its
+            worker died (default 0), and a name for :func:`iris.get_actor`.
 
     Example:
         >>> @iris.remote
@@ -131,19 +136,20 @@ def remote(fn: Any = None, **options: Any) -> Any:
     """
     if fn is not None and not options:
         if isinstance(fn, type):
-            raise NotImplementedError(
-                f"@iris.remote on a class ({fn.__name__}) makes an actor, which this version "
-                f"does not support yet; use iris.Runtime for actors in one process")
+            from iris._actors import ActorClass
+
+            return ActorClass(fn)
         return RemoteFunction(fn)
     if fn is not None:
         raise TypeError("use @iris.remote or @iris.remote(option=...), not both")
-    _check_options(dict(options))
 
-    def decorate(f: Any) -> RemoteFunction:
+    def decorate(f: Any) -> Any:
         if isinstance(f, type):
-            raise NotImplementedError(
-                f"@iris.remote on a class ({f.__name__}) makes an actor, which this version "
-                f"does not support yet; use iris.Runtime for actors in one process")
+            from iris._actors import ActorClass
+
+            return ActorClass(f, **options)
         return RemoteFunction(f, **options)
 
+    if not any(k in options for k in ("max_restarts", "name", "lifetime")):
+        _check_options(dict(options))  # function options: checked now, not at decoration
     return decorate

@@ -25,3 +25,10 @@ def test_batch_compute_main_job() -> None:
     assert "pi ~= 3.1" in out
     assert "std 1.00" in out
     assert "done in" in out
+
+
+def test_actors_example() -> None:
+    out = run("examples/actors.py", "--workers", "2", "--steps", "10")
+    assert "updates applied 40" in out
+    mean = float(out.rsplit("mean value", 1)[1])
+    assert 0.9 < mean < 1.0  # 40 steps of 10% towards 1.0 from 0.0

@@ -1,0 +1,266 @@
+"""Ray-style actors: ``@iris.remote`` on a class, handles, method calls, names, ``kill``.
+
+::
+
+    Counter = iris.remote(Counter)        # an ActorClass
+    c = Counter.remote(10)                # the instance is made in a worker process
+    ref = c.incr.remote(5)                # method calls run there, one at a time, in order
+    iris.get(ref)
+
+An actor lives in one worker process of the cluster (beside that worker's tasks). Its
+creation and its calls are tasks routed to that worker (see ``iris/worker/_actor_host.py``);
+the client that created it places it on the least-loaded worker, keeps its calls in order,
+and restarts it on another worker (``max_restarts``) if its worker dies. Calls that were
+running when it died fail with :class:`~iris.exceptions.ActorDiedError`; later ones run on
+the new instance (which starts from its constructor again: state is not carried over).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import secrets
+import threading
+from typing import Any
+
+from iris._api import _client_for_call
+from iris._records import CALL, CREATE, KILL, ActorRecord, FunctionInfo
+from iris._refs import ObjectRef
+from iris.exceptions import ActorDiedError
+
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "get_actor", "kill"]
+
+_OPTIONS = ("max_restarts", "name", "lifetime", "num_cpus")
+
+# Named actors made by this process: name -> handle (cleared when iris shuts down).
+_named: dict[str, ActorHandle] = {}
+_named_lock = threading.Lock()
+
+
+def _check_options(opts: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(opts) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown actor option(s) {', '.join(map(repr, unknown))} "
+                        f"(valid options: {', '.join(_OPTIONS)})")
+    r = opts.get("max_restarts", 0)
+    if type(r) is not int or r < 0:
+        raise ValueError(f"max_restarts must be an int >= 0, got {r!r}")
+    name = opts.get("name")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"an actor's name must be a non-empty str, got {name!r}")
+    if opts.get("lifetime") not in (None, "non_detached"):
+        raise NotImplementedError(
+            f"lifetime={opts['lifetime']!r}: detached actors (outliving their creator) are "
+            f"not supported yet; an actor lives as long as the process that created it")
+    c = opts.get("num_cpus", 1)
+    if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
+        raise ValueError(f"num_cpus must be a number >= 0, got {c!r}")
+    return opts
+
+
+def _function_id(blob: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big")
+
+
+class ActorClass:
+    """A class whose instances live in the cluster. Made by ``@iris.remote`` on a class.
+
+    ``Cls.remote(*args, **kwargs)`` creates an actor and returns its :class:`ActorHandle`
+    at once; ``Cls.options(name=..., max_restarts=...)`` returns a copy with other options.
+    """
+
+    def __init__(self, cls: type, **options: Any) -> None:
+        self._cls = cls
+        self._options = _check_options(dict(options))
+        self.__name__ = cls.__name__
+        self.__qualname__ = cls.__qualname__
+        self.__doc__ = cls.__doc__
+        self._methods = {name for name in dir(cls)
+                         if callable(getattr(cls, name, None)) and not name.startswith("__")}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"actor class {self.__name__} cannot be instantiated directly; use "
+                        f"{self.__name__}.remote(...) to create an actor")
+
+    def __repr__(self) -> str:
+        return f"<iris.ActorClass {self.__qualname__}>"
+
+    def options(self, **options: Any) -> ActorClass:
+        """A copy of this actor class with some options changed.
+
+        Example:
+            >>> c = Counter.options(name="counter", max_restarts=2).remote()  # doctest: +SKIP
+        """
+        clone = ActorClass.__new__(ActorClass)
+        clone.__dict__.update(self.__dict__)
+        clone._options = _check_options({**self._options, **options})
+        return clone
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        """Create the actor (its constructor runs in a worker); returns its handle."""
+        from iris._serialization import dumps_function
+        from iris.worker._actor_host import CreateActor
+
+        client = _client_for_call(f"{self.__name__}.remote")
+        name = self._options.get("name")
+        actor_id = secrets.token_hex(8)
+        label = name or f"{self.__name__}#{actor_id[:6]}"
+        blob = dumps_function(CreateActor(actor_id, self._cls))
+        create = FunctionInfo(_function_id(blob), blob, f"{self.__name__}.__init__")
+        record = ActorRecord(actor_id, label, self._options.get("max_restarts", 0))
+        handle = ActorHandle(actor_id, client.address, None, label, self._methods)
+        handle._record = record
+        if name is not None:
+            with _named_lock:
+                old = _named[name]._record if name in _named else None
+                if old is not None and old.dead is None:
+                    raise ValueError(f"an actor named {name!r} exists already; "
+                                     f"iris.get_actor({name!r}) returns it")
+                _named[name] = handle
+
+        def submit_creation() -> list[ObjectRef]:
+            return client.submit(create, args, kwargs, 1, 0, actor=record, role=CREATE)
+
+        with client.lock:
+            client.actors[actor_id] = record
+            record.restart = lambda: _keep(record, submit_creation())
+            _keep(record, submit_creation())
+        return handle
+
+
+def _keep(record: ActorRecord, refs: list[ObjectRef]) -> None:
+    """Hold the creation's ref so that its result (an error, if any) stays readable."""
+    record.creation = refs[0]
+
+
+class ActorHandle:
+    """A reference to an actor: call its methods with ``handle.method.remote(...)``.
+
+    Handles can be passed to tasks (and other actors), which then call the same actor.
+    """
+
+    def __init__(self, actor_id: str, owner: str, worker_id: str | None, name: str,
+                 methods: set[str] | None = None) -> None:
+        self._actor_id = actor_id
+        self._owner = owner
+        self._worker_id = worker_id
+        self._name = name
+        self._methods = methods
+        self._record: ActorRecord | None = None
+
+    def __repr__(self) -> str:
+        return f"ActorHandle({self._name})"
+
+    def __getattr__(self, method: str) -> ActorMethod:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        if self._methods is not None and method not in self._methods:
+            raise AttributeError(f"actor {self._name} has no method {method!r}")
+        return ActorMethod(self, method)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        record = self._record
+        worker_id = record.worker_id if record is not None else self._worker_id
+        return (_rebuild_handle, (self._actor_id, self._owner, worker_id, self._name,
+                                  self._methods))
+
+    def _resolve(self, client: Any) -> ActorRecord:
+        """This process's record of the actor (handles from elsewhere make one)."""
+        record = self._record
+        if record is None or client.actors.get(self._actor_id) is not record:
+            with client.lock:
+                record = client.actors.get(self._actor_id)
+                if record is None:
+                    if self._worker_id is None:
+                        raise ActorDiedError(f"actor {self._name} was never placed on a "
+                                             f"worker: it cannot be reached from here")
+                    record = ActorRecord(self._actor_id, self._name, 0, self._worker_id)
+                    client.actors[self._actor_id] = record
+            self._record = record
+        return record
+
+    def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+              num_returns: int, role: int = CALL) -> list[ObjectRef]:
+        from iris.worker._actor_host import CallActor
+
+        client = _client_for_call(f"{self._name}.{method}.remote")
+        record = self._resolve(client)
+        info = record.methods.get(method)
+        if info is None:
+            blob = pickle.dumps(CallActor(self._actor_id, method), protocol=5)
+            info = FunctionInfo(_function_id(blob), blob, f"{self._name}.{method}")
+            record.methods[method] = info
+        return client.submit(info, args, kwargs, num_returns, 0, actor=record, role=role)
+
+
+def _rebuild_handle(actor_id: str, owner: str, worker_id: str | None, name: str,
+                    methods: set[str] | None) -> ActorHandle:
+    return ActorHandle(actor_id, owner, worker_id, name, methods)
+
+
+class ActorMethod:
+    """One method of an actor: ``.remote(*args)`` calls it and returns an ObjectRef."""
+
+    def __init__(self, handle: ActorHandle, method: str, num_returns: int = 1) -> None:
+        self._handle = handle
+        self._method = method
+        self._num_returns = num_returns
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"actor method {self._method}() cannot be called directly; use "
+                        f".{self._method}.remote(...)")
+
+    def options(self, *, num_returns: int = 1) -> ActorMethod:
+        """The same method with ``num_returns`` refs per call."""
+        if type(num_returns) is not int or num_returns < 1:
+            raise ValueError(f"num_returns must be an int >= 1, got {num_returns!r}")
+        return ActorMethod(self._handle, self._method, num_returns)
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the method in the actor (after its earlier calls); returns its ObjectRef."""
+        refs = self._handle._call(self._method, args, kwargs, self._num_returns)
+        return refs[0] if self._num_returns == 1 else refs
+
+
+def get_actor(name: str) -> ActorHandle:
+    """The handle of the live actor created with ``options(name=name)`` in this process.
+
+    Raises:
+        ValueError: no live actor has that name.
+    """
+    with _named_lock:
+        handle = _named.get(name)
+    if handle is None or (handle._record is not None and handle._record.dead is not None):
+        raise ValueError(f"no actor named {name!r} (names are given with "
+                         f"Cls.options(name=...).remote())")
+    return handle
+
+
+def kill(actor: ActorHandle) -> None:
+    """Stop an actor: its worker drops the instance after the calls already sent; later
+    calls raise :class:`~iris.exceptions.ActorDiedError`.
+
+    Raises:
+        TypeError: ``actor`` is not an ActorHandle.
+    """
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"iris.kill() takes an ActorHandle, got {type(actor).__name__}")
+    from iris.worker._actor_host import KILL as KILL_METHOD
+
+    client = _client_for_call("iris.kill")
+    record = actor._resolve(client)
+    if record.dead is not None:
+        return
+    actor._call(KILL_METHOD, (), {}, 1, role=KILL)
+    with client.lock:
+        client._actor_dead(record, ActorDiedError(f"actor {record.name} was killed"))
+    with _named_lock:
+        for name, handle in list(_named.items()):
+            if handle._actor_id == actor._actor_id:
+                del _named[name]
+
+
+def _forget_names() -> None:
+    """Called by ``iris.shutdown()``: names die with the cluster connection."""
+    with _named_lock:
+        _named.clear()

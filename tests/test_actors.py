@@ -1,0 +1,151 @@
+"""Ray-style actors: @iris.remote on a class, ordered calls, names, kill, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import iris
+from iris.testing import wait_until
+
+
+@iris.remote
+class Counter:
+    def __init__(self, start: int = 0) -> None:
+        self.n = start
+        self.log: list[str] = []
+
+    def incr(self, k: int = 1) -> int:
+        self.n += k
+        return self.n
+
+    def get(self) -> int:
+        return self.n
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def fail(self) -> None:
+        raise ValueError("boom")
+
+    def wait_then_log(self, tag: str, ref_list: list[iris.ObjectRef]) -> str:
+        iris.get(ref_list[0])  # blocks inside the actor
+        self.log.append(tag)
+        return tag
+
+    def log_now(self, tag: str) -> list[str]:
+        self.log.append(tag)
+        return list(self.log)
+
+
+@iris.remote
+def slow_value(x: int) -> int:
+    import time
+    time.sleep(0.2)
+    return x
+
+
+@iris.remote
+def call_from_a_task(counter: iris.ActorHandle, k: int) -> int:
+    return iris.get(counter.incr.remote(k))
+
+
+def test_calls_run_in_order_and_keep_state(cluster: iris.ClusterContext) -> None:
+    c = Counter.remote(10)
+    refs = [c.incr.remote() for _ in range(200)]
+    assert iris.get(refs) == list(range(11, 211))
+    assert iris.get(c.get.remote()) == 210
+    assert iris.get(call_from_a_task.remote(c, 1000)) == 1210  # a handle travels to tasks
+
+
+def test_a_call_that_waits_does_not_let_the_next_call_in(cluster: iris.ClusterContext) -> None:
+    c = Counter.remote()
+    first = c.wait_then_log.remote("first", [slow_value.remote(1)])
+    second = c.log_now.remote("second")
+    assert iris.get(first) == "first"
+    assert iris.get(second) == ["first", "second"]
+
+
+def test_errors_in_methods_and_constructors(cluster: iris.ClusterContext) -> None:
+    c = Counter.remote()
+    with pytest.raises(ValueError, match="boom"):
+        iris.get(c.fail.remote())
+    assert iris.get(c.incr.remote()) == 1  # the actor lives on
+
+    @iris.remote
+    class Broken:
+        def __init__(self) -> None:
+            raise RuntimeError("constructor broke")
+
+        def m(self) -> int:
+            return 1
+
+    b = Broken.remote()
+    with pytest.raises(iris.ActorDiedError, match="constructor broke"):
+        iris.get(b.m.remote(), timeout=30)
+    with pytest.raises(iris.ActorDiedError):
+        iris.get(b.m.remote(), timeout=30)  # later calls fail at once, the same way
+
+
+def test_named_actors_and_kill(cluster: iris.ClusterContext) -> None:
+    c = Counter.options(name="the-counter").remote(5)
+    assert iris.get(iris.get_actor("the-counter").incr.remote(2)) == 7
+    with pytest.raises(ValueError, match="exists already"):
+        Counter.options(name="the-counter").remote()
+    with pytest.raises(ValueError, match="no actor named"):
+        iris.get_actor("nobody")
+    iris.kill(c)
+    with pytest.raises(iris.ActorDiedError, match="killed"):
+        iris.get(c.get.remote(), timeout=30)
+    with pytest.raises(ValueError):
+        iris.get_actor("the-counter")
+    iris.kill(c)  # twice is harmless
+    again = Counter.options(name="the-counter").remote(1)  # the name is free again
+    assert iris.get(again.get.remote()) == 1
+
+
+def test_bad_use_gets_clear_errors(cluster: iris.ClusterContext) -> None:
+    with pytest.raises(TypeError, match=r"\.remote\("):
+        Counter()
+    c = Counter.remote()
+    with pytest.raises(TypeError, match=r"\.remote\("):
+        c.incr(1)
+    with pytest.raises(AttributeError, match="no method"):
+        c.no_such_method
+    with pytest.raises(TypeError, match="unknown actor option"):
+        Counter.options(colour="red")
+    with pytest.raises(ValueError, match="max_restarts"):
+        Counter.options(max_restarts=-1)
+    with pytest.raises(NotImplementedError, match="detached"):
+        Counter.options(lifetime="detached")
+    with pytest.raises(TypeError, match="ActorHandle"):
+        iris.kill("not an actor")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_returns"):
+        c.incr.options(num_returns=0)
+
+
+def test_an_actor_restarts_after_its_worker_dies(fresh_cluster: iris.ClusterContext) -> None:
+    c = Counter.options(max_restarts=1).remote(100)
+    assert iris.get(c.incr.remote()) == 101
+    pid = iris.get(c.pid.remote())
+    os.kill(pid, signal.SIGKILL)
+    # Its next calls run on a new instance, made from the constructor's arguments again.
+    def restarted() -> bool:
+        try:
+            return iris.get(c.get.remote(), timeout=30) == 100
+        except iris.ActorDiedError:  # a call that met the dying worker
+            return False
+    wait_until(restarted, 60, "the actor to run again on another worker")
+    assert iris.get(c.pid.remote()) != pid
+    os.kill(iris.get(c.pid.remote()), signal.SIGKILL)  # no restarts left now
+    def dead() -> bool:
+        try:
+            iris.get(c.get.remote(), timeout=30)
+            return False
+        except iris.ActorDiedError:
+            return True
+    wait_until(dead, 60, "the actor to be declared dead")
+    with pytest.raises(iris.ActorDiedError, match="no restarts left"):
+        iris.get(c.get.remote(), timeout=30)
