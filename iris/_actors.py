@@ -26,6 +26,7 @@ from typing import Any
 from iris._api import _client_for_call
 from iris._records import CALL, CREATE, KILL, ActorRecord, FunctionInfo
 from iris._refs import ObjectRef
+from iris._remote import check_int, check_known, check_num_cpus
 from iris.exceptions import ActorDiedError
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "get_actor", "kill"]
@@ -38,13 +39,8 @@ _named_lock = threading.Lock()
 
 
 def _check_options(opts: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(opts) - set(_OPTIONS))
-    if unknown:
-        raise TypeError(f"unknown actor option(s) {', '.join(map(repr, unknown))} "
-                        f"(valid options: {', '.join(_OPTIONS)})")
-    r = opts.get("max_restarts", 0)
-    if type(r) is not int or r < 0:
-        raise ValueError(f"max_restarts must be an int >= 0, got {r!r}")
+    check_known(opts, _OPTIONS, "actor option")
+    check_int(opts, "max_restarts", 0, 0)
     name = opts.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"an actor's name must be a non-empty str, got {name!r}")
@@ -52,9 +48,7 @@ def _check_options(opts: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError(
             f"lifetime={opts['lifetime']!r}: detached actors (outliving their creator) are "
             f"not supported yet; an actor lives as long as the process that created it")
-    c = opts.get("num_cpus", 1)
-    if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
-        raise ValueError(f"num_cpus must be a number >= 0, got {c!r}")
+    check_num_cpus(opts.get("num_cpus", 1))
     return opts
 
 

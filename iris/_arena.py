@@ -16,7 +16,6 @@ no and the caller sends the value inline as before.
 
 from __future__ import annotations
 
-import glob
 import mmap
 import os
 import secrets
@@ -26,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from iris._store import SHM_DIR
+from iris._store import SHM_DIR, remove_segments
 
 __all__ = ["Arena", "ArenaSlot", "read_arena", "remove_arenas_of"]
 
@@ -175,14 +174,7 @@ _reads = 0
 
 def remove_arenas_of(cluster_id: str, pid: int) -> int:
     """Unlink the arena chunks a (dead) process of a cluster left; how many."""
-    count = 0
-    for path in glob.glob(os.path.join(SHM_DIR, f"iris-{cluster_id}-arena-{pid}-*")):
-        try:
-            os.unlink(path)
-            count += 1
-        except FileNotFoundError:
-            pass
-    return count
+    return remove_segments(f"iris-{cluster_id}-arena-{pid}-*")
 
 
 def _forget_unlinked() -> None:

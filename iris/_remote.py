@@ -18,20 +18,32 @@ _OPTIONS = ("num_returns", "max_retries", "num_cpus")
 
 
 def _check_options(opts: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(opts) - set(_OPTIONS))
+    check_known(opts, _OPTIONS, "option")
+    check_int(opts, "num_returns", 1, 1)
+    check_int(opts, "max_retries", 3, 0)
+    check_num_cpus(opts.get("num_cpus", 1))
+    return opts
+
+
+def check_known(opts: dict[str, Any], valid: tuple[str, ...], what: str) -> None:
+    """Raises TypeError naming the options of ``opts`` not in ``valid`` (internal)."""
+    unknown = sorted(set(opts) - set(valid))
     if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(map(repr, unknown))} "
-                        f"(valid options: {', '.join(_OPTIONS)})")
-    n = opts.get("num_returns", 1)
-    if type(n) is not int or n < 1:
-        raise ValueError(f"num_returns must be an int >= 1, got {n!r}")
-    r = opts.get("max_retries", 3)
-    if type(r) is not int or r < 0:
-        raise ValueError(f"max_retries must be an int >= 0, got {r!r}")
-    c = opts.get("num_cpus", 1)
+        raise TypeError(f"unknown {what}(s) {', '.join(map(repr, unknown))} "
+                        f"(valid options: {', '.join(valid)})")
+
+
+def check_int(opts: dict[str, Any], key: str, default: int, least: int) -> None:
+    """Raises ValueError unless ``opts[key]`` (if given) is an int >= ``least`` (internal)."""
+    v = opts.get(key, default)
+    if type(v) is not int or v < least:
+        raise ValueError(f"{key} must be an int >= {least}, got {v!r}")
+
+
+def check_num_cpus(c: Any) -> None:
+    """Raises ValueError unless ``c`` is a number >= 0 (internal)."""
     if not isinstance(c, (int, float)) or isinstance(c, bool) or c < 0:
         raise ValueError(f"num_cpus must be a number >= 0, got {c!r}")
-    return opts
 
 
 class RemoteFunction:

@@ -51,6 +51,7 @@ __all__ = [
     "read_segment_bytes",
     "release_segment",
     "remove_cluster_segments",
+    "remove_segments",
     "unlink_segment",
     "write_segment",
 ]
@@ -303,8 +304,13 @@ def unlink_segment(name: str) -> None:
 
 def remove_cluster_segments(cluster_id: str) -> int:
     """Remove every segment of a cluster; returns how many were removed."""
+    return remove_segments(f"iris-{cluster_id}-*")
+
+
+def remove_segments(pattern: str) -> int:
+    """Remove the segments whose names match a glob ``pattern``; how many were removed."""
     count = 0
-    for path in glob.glob(os.path.join(SHM_DIR, f"iris-{cluster_id}-*")):
+    for path in glob.glob(os.path.join(SHM_DIR, pattern)):
         try:
             os.unlink(path)
             count += 1

@@ -222,13 +222,7 @@ class RemoteAPI:
                         p.flush_soon(p.flush)
                     return True
         canon = self._address(address)
-        target = self._proxies.get(pid)
-        if target is not None and target[0] == canon:
-            pid = target[1]
-        else:
-            check_pid(pid)
-            if not 0 <= pid < _PID_LIMIT:
-                raise ValueError(f"a remote pid is an int in [0, 2**64), got {pid!r}")
+        pid = self._remote_pid(canon, pid)
         ok = self._net_send(canon, pid, data)
         if ok:
             self._remember(address, canon, pid, data)
@@ -268,16 +262,24 @@ class RemoteAPI:
         """
         canon = self._address(address)
         datas, lens = _batch(payloads, self._net_limit)
-        target = self._proxies.get(pid)
-        if target is not None and target[0] == canon:
-            pid = target[1]
-        else:
-            check_pid(pid)
-            if not 0 <= pid < _PID_LIMIT:
-                raise ValueError(f"a remote pid is an int in [0, 2**64), got {pid!r}")
+        pid = self._remote_pid(canon, pid)
         if not datas:
             return 0
         return len(datas) if self._node().send_many(canon, pid, datas, lens) else 0
+
+    def _remote_pid(self, canon: str, pid: int) -> int:
+        """The pid on the node at ``canon``: a proxy PID of ours for it is translated.
+
+        Raises:
+            TypeError, ValueError: ``pid`` is not a valid remote pid.
+        """
+        target = self._proxies.get(pid)
+        if target is not None and target[0] == canon:
+            return target[1]
+        check_pid(pid)
+        if not 0 <= pid < _PID_LIMIT:
+            raise ValueError(f"a remote pid is an int in [0, 2**64), got {pid!r}")
+        return pid
 
     def _deliver_remote_many(self, pid: int, payloads: Iterable[Any]) -> int:
         """The kernel's hook for ``send_many`` to a proxy PID: one batch to the network."""
