@@ -161,6 +161,8 @@ class ActorHandle:
     def _resolve(self, client: Any) -> ActorRecord:
         """This process's record of the actor (handles from elsewhere make one)."""
         record = self._record
+        if record is not None and record.dead is not None:
+            return record  # its calls fail with the reason it died
         if record is None or client.actors.get(self._actor_id) is not record:
             with client.lock:
                 record = client.actors.get(self._actor_id)

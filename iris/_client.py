@@ -328,6 +328,11 @@ class Client:
     def _actor_dead(self, actor: ActorRecord, error: BaseException) -> None:
         if actor.dead is None:
             actor.dead = error
+        # Forget it here (its handles keep the record, so their calls fail with the error),
+        # and let go of its constructor's arguments.
+        if self.actors.get(actor.actor_id) is actor:
+            del self.actors[actor.actor_id]
+        actor.restart = None
         pending, actor.pending = actor.pending, deque()
         for task in pending:
             if task.role != KILL:
