@@ -95,7 +95,7 @@ class ActorClass:
         from iris._serialization import dumps_function
         from iris.worker._actor_host import CreateActor
 
-        client = _client_for_call(f"{self.__name__}.remote")
+        client = _client_for_call(self.__name__)
         name = self._options.get("name")
         actor_id = secrets.token_hex(8)
         label = name or f"{self.__name__}#{actor_id[:6]}"
@@ -104,27 +104,27 @@ class ActorClass:
         record = ActorRecord(actor_id, label, self._options.get("max_restarts", 0))
         handle = ActorHandle(actor_id, client.address, None, label, self._methods)
         handle._record = record
-        if name is not None:
-            with _named_lock:
+
+        def submit_creation() -> None:
+            # Placed now, on the least-loaded worker known (if any): handles sent to tasks
+            # at once can then reach it. Without workers yet, the scheduler places it.
+            record.worker_id = client.pick_worker()
+            record.creation = client.submit(create, args, kwargs, 1, 0, actor=record,
+                                            role=CREATE)[0]
+
+        with _named_lock:
+            if name is not None:
                 old = _named[name]._record if name in _named else None
-                if old is not None and old.dead is None:
+                if old is not None and old.dead is None and not old.killing:
                     raise ValueError(f"an actor named {name!r} exists already; "
                                      f"iris.get_actor({name!r}) returns it")
+            with client.lock:
+                submit_creation()  # raises (e.g. unpicklable arguments): nothing is kept
+                client.actors[actor_id] = record
+                record.restart = submit_creation
+            if name is not None:
                 _named[name] = handle
-
-        def submit_creation() -> list[ObjectRef]:
-            return client.submit(create, args, kwargs, 1, 0, actor=record, role=CREATE)
-
-        with client.lock:
-            client.actors[actor_id] = record
-            record.restart = lambda: _keep(record, submit_creation())
-            _keep(record, submit_creation())
         return handle
-
-
-def _keep(record: ActorRecord, refs: list[ObjectRef]) -> None:
-    """Hold the creation's ref so that its result (an error, if any) stays readable."""
-    record.creation = refs[0]
 
 
 class ActorHandle:
@@ -166,7 +166,11 @@ class ActorHandle:
         if record is None or client.actors.get(self._actor_id) is not record:
             with client.lock:
                 record = client.actors.get(self._actor_id)
-                if record is None:
+                dead = client.dead_actors.get(self._actor_id)
+                if record is None and dead is not None:  # a copy of a dead actor's handle
+                    record = ActorRecord(self._actor_id, self._name)
+                    record.dead = dead
+                elif record is None:
                     if self._worker_id is None:
                         raise ActorDiedError(f"actor {self._name} was never placed on a "
                                              f"worker: it cannot be reached from here")
@@ -179,7 +183,7 @@ class ActorHandle:
               num_returns: int, role: int = CALL) -> list[ObjectRef]:
         from iris.worker._actor_host import CallActor
 
-        client = _client_for_call(f"{self._name}.{method}.remote")
+        client = _client_for_call(f"{self._name}.{method}")
         record = self._resolve(client)
         info = record.methods.get(method)
         if info is None:
@@ -233,8 +237,8 @@ def get_actor(name: str) -> ActorHandle:
 
 
 def kill(actor: ActorHandle) -> None:
-    """Stop an actor: its worker drops the instance after the calls already sent; later
-    calls raise :class:`~iris.exceptions.ActorDiedError`.
+    """Stop an actor: the calls made before run, then its worker drops the instance;
+    later calls raise :class:`~iris.exceptions.ActorDiedError`.
 
     Raises:
         TypeError: ``actor`` is not an ActorHandle.
@@ -243,13 +247,14 @@ def kill(actor: ActorHandle) -> None:
         raise TypeError(f"iris.kill() takes an ActorHandle, got {type(actor).__name__}")
     from iris.worker._actor_host import KILL as KILL_METHOD
 
-    client = _client_for_call("iris.kill")
+    client = _client_for_call("iris.kill()")
     record = actor._resolve(client)
-    if record.dead is not None:
+    if record.dead is not None or record.killing:
         return
+    record.killing = True
+    # In line after the calls already made: they run, then the worker drops the instance,
+    # and every later call fails with ActorDiedError (see Client._release_calls).
     actor._call(KILL_METHOD, (), {}, 1, role=KILL)
-    with client.lock:
-        client._actor_dead(record, ActorDiedError(f"actor {record.name} was killed"))
     with _named_lock:
         for name, handle in list(_named.items()):
             if handle._actor_id == actor._actor_id:

@@ -149,6 +149,7 @@ class Client:
         self.n_inflight = 0  # tasks sent to workers and not finished
         self.arena: Arena | None = None  # medium arguments for workers on this machine
         self.actors: dict[str, ActorRecord] = {}
+        self.dead_actors: dict[str, BaseException] = {}  # recent ones: id -> why
         self.targeted: dict[str, deque[_Task]] = {}  # actor calls, by the worker to run them
         self.local_workers = 0
         self.last_submit = 0.0
@@ -278,6 +279,8 @@ class Client:
         q = self.submit_q
         while q:
             task = q.popleft()
+            if task.actor is not None and task.role != CREATE:
+                task.actor.calls.append(task)  # its place in the actor's order
             if task.deps:
                 self._resolve_deps(task)
             else:
@@ -288,24 +291,63 @@ class Client:
         """A task whose arguments are ready: to be scheduled, or, for an actor's call, to be
         sent to the worker its actor lives in (in order), once it has one."""
         actor = task.actor
-        if actor is None or task.role == CREATE:
+        if actor is None:
             self.ready.append(task)
-        elif actor.dead is not None and task.role != KILL:
-            self._fail_task(task, actor.dead)
-        elif actor.worker_id is None:
-            actor.pending.append(task)
+        elif task.role == CREATE:
+            if actor.worker_id is None:
+                self.ready.append(task)  # placed by the scheduler (see _placed)
+            else:
+                self._route(actor, task)  # placed when it was made
         else:
-            q = self.targeted.get(actor.worker_id)
-            if q is None:
-                q = self.targeted[actor.worker_id] = deque()
-            q.append(task)
+            self._release_calls(actor)
+
+    def _release_calls(self, actor: ActorRecord) -> None:
+        """Send on an actor's calls that are ready, in order, up to the first that waits
+        for an argument (calls that failed meanwhile are dropped from the line)."""
+        calls = actor.calls
+        while calls and calls[0].waiting <= 0:
+            task = calls.popleft()
+            if task.waiting < 0:
+                continue  # failed already (an argument failed)
+            if actor.dead is not None and task.role != KILL:
+                task.waiting = -1
+                self._fail_task(task, actor.dead)
+            elif actor.worker_id is None:
+                actor.pending.append(task)
+            else:
+                self._route(actor, task)
+            if task.role == KILL:
+                self._actor_dead(actor, ActorDiedError(f"actor {actor.name} was killed"))
+
+    def _route(self, actor: ActorRecord, task: _Task) -> None:
+        """Queue an actor's task for the worker it lives in (it must be one we know)."""
+        wid = actor.worker_id or ""
+        if wid not in self.workers:
+            task.waiting = -1
+            self._fail_task(task, ActorDiedError(
+                f"actor {actor.name} cannot be reached: its worker {wid} is gone (the actor "
+                f"died, or was restarted elsewhere after this handle was made)"))
+            return
+        q = self.targeted.get(wid)
+        if q is None:
+            q = self.targeted[wid] = deque()
+        q.append(task)
+
+    def pick_worker(self) -> str | None:
+        """The least-loaded worker now (lock held), or None when none is known yet."""
+        if not self.workers:
+            return None
+        return min(self.workers.values(), key=_Worker.load).worker_id
 
     def _placed(self, actor: ActorRecord, w: _Worker) -> None:
         """An actor's creation task went to ``w``: its calls follow it there."""
         actor.worker_id = w.worker_id
         pending, actor.pending = actor.pending, deque()
         for task in pending:
-            self._make_ready(task)
+            if actor.dead is not None and task.role != KILL:
+                self._fail_task(task, actor.dead)
+            else:
+                self._route(actor, task)
 
     def _actor_lost(self, actor: ActorRecord, reason: str) -> None:
         """The worker an actor lived in is gone: restart it elsewhere, or declare it dead."""
@@ -332,11 +374,17 @@ class Client:
         # and let go of its constructor's arguments.
         if self.actors.get(actor.actor_id) is actor:
             del self.actors[actor.actor_id]
+        self.dead_actors[actor.actor_id] = actor.dead
+        while len(self.dead_actors) > 10_000:
+            self.dead_actors.pop(next(iter(self.dead_actors)))
         actor.restart = None
         pending, actor.pending = actor.pending, deque()
         for task in pending:
-            if task.role != KILL:
+            if task.role == KILL:  # still to be sent when (if) the actor gets a place
+                actor.pending.append(task)
+            else:
                 self._fail_task(task, actor.dead)
+        self._release_calls(actor)  # those behind, in order: they fail now
 
     def _resolve_deps(self, task: _Task) -> None:
         waiting = 0
@@ -408,7 +456,11 @@ class Client:
         # Actor calls go to their actor's worker, in order, whatever its load.
         for wid in list(self.targeted):
             tw = self.workers.get(wid)
-            if tw is None:
+            if tw is None:  # gone since the calls were queued: they cannot run
+                for task in self.targeted.pop(wid):
+                    self._fail_task(task, ActorDiedError(
+                        f"actor {task.actor.name if task.actor else '?'} died: its worker "
+                        f"{wid} is gone"))
                 continue
             q = self.targeted.pop(wid)
             recs = batches.setdefault(wid, [])
@@ -536,13 +588,14 @@ class Client:
                 self._creation_failed(task.actor, values[0])
             values = values * task.num_returns
         for oid, v in zip(task.oids, values):
-            obj = self.objects.get(oid)
+            with self.ref_lock:  # decref may free it on another thread meanwhile
+                obj = self.objects.get(oid)
+                if obj is not None and is_shm(v):
+                    obj.owned_segment = shm_location(v)["name"]
             if obj is None:  # every ref to it is gone already
                 if is_shm(v):
                     release_segment(shm_location(v)["name"])
                 continue
-            if is_shm(v):
-                obj.owned_segment = shm_location(v)["name"]
             self._settle(obj, v, None)
         self._finish_task(task)
 
@@ -573,11 +626,12 @@ class Client:
         for owner, oid, idx, pinned in refs:
             if not 0 <= idx < len(task.oids):
                 continue
-            obj = self.objects.get(task.oids[idx])
-            if obj is not None:  # else nobody will read the value: nothing to hold
-                if obj.contained is None:
-                    obj.contained = []
-                obj.contained.append(ObjectRef(oid, owner))
+            held = ObjectRef(oid, owner)  # registers us as a borrower, if not the owner
+            with self.ref_lock:
+                obj = self.objects.get(task.oids[idx])
+                if obj is not None:  # else nobody will read the value: nothing to hold
+                    obj.contained = [*(obj.contained or []), held]
+            del held
             if pinned:
                 if owner == self.address:
                     self._owner_changed(oid, 0, -1)
@@ -596,6 +650,10 @@ class Client:
 
     def _fail_task(self, task: _Task, error: BaseException | None, value: Value | None = None,
                    where: str = "") -> None:
+        task.waiting = -1  # marks it failed for whoever still holds it in a line
+        if task.actor is not None and task.role != CREATE and task.actor.calls \
+                and task.actor.calls[0] is task:
+            self._release_calls(task.actor)  # it held the actor's later calls back
         for oid in task.oids:
             obj = self.objects.get(oid)
             if obj is not None:
@@ -1004,8 +1062,10 @@ class Client:
             if obj is None:
                 return
             obj.borrowers = max(0, obj.borrowers + borrow)
-            obj.transit = max(0, obj.transit + transit)
-            if not (obj.unreferenced and obj.borrowers == 0 and obj.transit == 0):
+            # A pin's release may arrive before the pin (they come by different ways):
+            # below zero means "released early", and the late pin brings it back to zero.
+            obj.transit += transit
+            if not (obj.unreferenced and obj.borrowers == 0 and obj.transit <= 0):
                 return
             del self.objects[oid]
         self._free(obj)

@@ -81,7 +81,7 @@ class ActorRecord:
     """What a client knows of an actor: where it lives, its calls waiting for a place."""
 
     __slots__ = ("actor_id", "name", "worker_id", "restarts_left", "dead", "pending",
-                 "restart", "methods", "creation")
+                 "restart", "methods", "creation", "calls", "killing")
 
     def __init__(self, actor_id: str, name: str, restarts: int = 0,
                  worker_id: str | None = None) -> None:
@@ -94,6 +94,10 @@ class ActorRecord:
         self.restart: Callable[[], Any] | None = None  # resubmits the creation task
         self.methods: dict[str, FunctionInfo] = {}
         self.creation: Any = None  # the ref of its (latest) creation task
+        # Its calls in submission order, until each is ready (arguments resolved) and all
+        # before it have gone on: a call waiting for an argument holds the later ones back.
+        self.calls: deque[TaskEntry] = deque()
+        self.killing = False  # iris.kill was called: later calls fail
 
 
 @dataclass(slots=True, eq=False)

@@ -126,6 +126,67 @@ def test_bad_use_gets_clear_errors(cluster: iris.ClusterContext) -> None:
         c.incr.options(num_returns=0)
 
 
+@iris.remote
+class Log:
+    def __init__(self, first: list[iris.ObjectRef] | None = None) -> None:
+        # A constructor may wait for a value: calls queue behind it.
+        self.log = [iris.get(first[0])] if first else ["init"]
+
+    def add(self, tag: str) -> list[str]:
+        self.log.append(tag)
+        return list(self.log)
+
+
+@iris.remote
+def call_add(log: iris.ActorHandle, tag: str) -> list[str]:
+    return iris.get(log.add.remote(tag))
+
+
+def test_a_call_waiting_for_an_argument_holds_later_calls_back(
+        cluster: iris.ClusterContext) -> None:
+    a = Log.remote()
+    first = a.add.remote(slow_value.remote("first"))  # its argument is not ready yet
+    second = a.add.remote("second")
+    assert iris.get(second) == ["init", "first", "second"]
+    assert iris.get(first) == ["init", "first"]
+
+
+def test_calls_wait_for_a_constructor_that_waits(cluster: iris.ClusterContext) -> None:
+    a = Log.remote([slow_value.remote("made")])
+    assert iris.get(a.add.remote("then")) == ["made", "then"]
+
+
+def test_a_handle_sent_to_a_task_at_once_reaches_the_actor(
+        cluster: iris.ClusterContext) -> None:
+    busy = [slow_value.remote(i) for i in range(4)]  # the workers have work in flight
+    a = Log.remote()
+    assert iris.get(call_add.remote(a, "from a task")) == ["init", "from a task"]
+    iris.get(busy)
+
+
+def test_kill_lets_the_calls_made_before_it_run(cluster: iris.ClusterContext) -> None:
+    a = Log.remote()
+    busy = [slow_value.remote(i) for i in range(4)]
+    before = [a.add.remote(str(i)) for i in range(5)]
+    iris.kill(a)
+    after = a.add.remote("late")
+    assert iris.get(before)[-1] == ["init", "0", "1", "2", "3", "4"]
+    with pytest.raises(iris.ActorDiedError, match="killed"):
+        iris.get(after, timeout=30)
+    iris.get(busy)
+
+
+def test_a_failed_creation_keeps_no_name(cluster: iris.ClusterContext) -> None:
+    import threading
+
+    with pytest.raises(TypeError):
+        Log.options(name="unpicklable").remote(threading.Lock())  # not serializable
+    with pytest.raises(ValueError, match="no actor named"):
+        iris.get_actor("unpicklable")
+    ok = Log.options(name="unpicklable").remote()  # the name was never taken
+    assert iris.get(ok.add.remote("x")) == ["init", "x"]
+
+
 def test_an_actor_restarts_after_its_worker_dies(fresh_cluster: iris.ClusterContext) -> None:
     c = Counter.options(max_restarts=1).remote(100)
     assert iris.get(c.incr.remote()) == 101

@@ -21,11 +21,12 @@ __all__ = ["CallActor", "CreateActor", "hosted_count"]
 class _Hosted:
     __slots__ = ("instance", "cond", "next_ticket", "serving")
 
-    def __init__(self, instance: Any) -> None:
-        self.instance = instance
+    def __init__(self) -> None:
+        self.instance: Any = None  # set once the constructor returned
         self.cond = threading.Condition()
-        self.next_ticket = 0  # given to each call as it starts
-        self.serving = 0  # the ticket whose call may run now
+        # Ticket 0 is the constructor's: calls wait for it, even if it waits in get.
+        self.next_ticket = 1  # given to each call as it starts
+        self.serving = 0  # the ticket whose turn it is
 
 
 _instances: dict[str, _Hosted] = {}
@@ -47,13 +48,18 @@ class CreateActor:
         self.cls = cls
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
+        hosted = _instances[self.actor_id] = _Hosted()
+        _failed.pop(self.actor_id, None)
         try:
-            instance = self.cls(*args, **kwargs)
+            hosted.instance = self.cls(*args, **kwargs)
         except BaseException as exc:
             _failed[self.actor_id] = f"{type(exc).__name__}: {exc}"
+            _instances.pop(self.actor_id, None)
             raise
-        _failed.pop(self.actor_id, None)
-        _instances[self.actor_id] = _Hosted(instance)
+        finally:
+            with hosted.cond:
+                hosted.serving = 1
+                hosted.cond.notify_all()
 
 
 class CallActor:
@@ -91,6 +97,9 @@ class CallActor:
                     if block is not None:
                         block(False)
         try:
+            if hosted.instance is None:  # its constructor failed while we waited
+                raise ActorDiedError(f"the actor could not be created: its constructor "
+                                     f"raised {_failed.get(self.actor_id, 'an error')}")
             if self.method == KILL:
                 _instances.pop(self.actor_id, None)
                 return None

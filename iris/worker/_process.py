@@ -325,13 +325,11 @@ class WorkerProcess:
                                  f"values")
         same_host = self.owner_host.get(peer) == self.host
         values = []
-        contained: list[list[Any]] = []
+        leaving: list[tuple[Any, int]] = []  # (ref, return index) of refs inside the result
         for idx, part in enumerate(parts):
             with collect_refs() as refs:
                 header, buffers = dumps(part)
-            if refs:  # refs leave in this result: pinned until the owner holds them
-                for ref, pinned in zip(refs, export_refs(refs)):
-                    contained.append([ref.owner, ref.oid, idx, pinned])
+            leaving += [(ref, idx) for ref in refs]
             name = None
             size = len(header) + nbytes(buffers)
             if same_host and size >= self.threshold:
@@ -341,8 +339,11 @@ class WorkerProcess:
                 raise ValueError(f"the result is {size} bytes, more than max_frame_bytes="
                                  f"{self.max_frame} allows on the wire to its owner's host")
             values.append(pack(header, buffers, self.threshold, name))
-        if contained:
-            values.append(Value(ValueKind.REFS, json.dumps(contained).encode()))
+        if leaving:  # pinned only now that every part is packed: no pin without its release
+            pinned = export_refs([ref for ref, _ in leaving])
+            values.append(Value(ValueKind.REFS, json.dumps([
+                [ref.owner, ref.oid, idx, pin] for (ref, idx), pin in zip(leaving, pinned)
+            ]).encode()))
         return values
 
 
