@@ -32,6 +32,7 @@ from iris.exceptions import ActorDiedError
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "get_actor", "kill"]
 
 _OPTIONS = ("max_restarts", "name", "lifetime", "num_cpus")
+_PLACEMENT_WAIT_S = 30.0
 
 # Named actors made by this process: name -> handle (cleared when iris shuts down).
 _named: dict[str, ActorHandle] = {}
@@ -112,6 +113,9 @@ class ActorClass:
             record.creation = client.submit(create, args, kwargs, 1, 0, actor=record,
                                             role=CREATE)[0]
 
+        # Right after iris.init() the workers are still starting: wait for one, so that the
+        # actor is placed now and its handle, sent to tasks at once, names its worker.
+        client.wait_for_workers(_PLACEMENT_WAIT_S)
         with _named_lock:
             if name is not None:
                 old = _named[name]._record if name in _named else None

@@ -333,6 +333,14 @@ class Client:
             q = self.targeted[wid] = deque()
         q.append(task)
 
+    def wait_for_workers(self, timeout_s: float) -> bool:
+        """Wait (any thread, not holding the lock) until a worker is known; False if none
+        registered within ``timeout_s`` (right after ``init`` they are still starting)."""
+        if self.workers:
+            return True
+        return self.loop.run(until=lambda: bool(self.workers),
+                             deadline=time.monotonic() + timeout_s)
+
     def pick_worker(self) -> str | None:
         """The least-loaded worker now (lock held), or None when none is known yet."""
         if not self.workers:

@@ -210,3 +210,11 @@ def test_an_actor_restarts_after_its_worker_dies(fresh_cluster: iris.ClusterCont
     wait_until(dead, 60, "the actor to be declared dead")
     with pytest.raises(iris.ActorDiedError, match="no restarts left"):
         iris.get(c.get.remote(), timeout=30)
+
+
+def test_an_actor_made_right_after_init_can_be_sent_to_tasks_at_once() -> None:
+    from iris.testing import local_cluster
+
+    with local_cluster(num_workers=2):  # its workers are still starting
+        a = Log.remote()
+        assert iris.get(call_add.remote(a, "early"), timeout=60) == ["init", "early"]
