@@ -109,6 +109,8 @@ _MAX_CAP = 1024
 _BURST_GAP_S = 50e-6
 # A burst of submissions is sent by the submitting thread itself every this many tasks.
 _SUBMIT_BATCH = 256
+# How long refs inside a task's arguments stay pinned after the task finished.
+_PIN_GRACE_S = 1.0
 _NO_ARGS = dumps_plain(((), {}))[0]  # type: ignore[index]
 # Arguments from this size up to the inline threshold go through the shared-memory arena.
 _ARENA_MIN = 16 * 1024
@@ -654,7 +656,12 @@ class Client:
             self._arena().release(task.args_slot)
             task.args_slot = None
         task.deps = None
-        task.pinned = []
+        if task.pinned:
+            # Refs inside the arguments: the worker may have kept some (an actor storing
+            # one), and its borrower registration travels on another connection than the
+            # result, so it can arrive just after it. Keep the pins a little longer.
+            pinned, task.pinned = task.pinned, []
+            self.loop.call_later(_PIN_GRACE_S, pinned.clear)
 
     def _fail_task(self, task: _Task, error: BaseException | None, value: Value | None = None,
                    where: str = "") -> None:

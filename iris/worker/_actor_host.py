@@ -9,10 +9,11 @@ in ``iris.get`` (the worker then runs other tasks, but not another call of that 
 
 from __future__ import annotations
 
+import importlib
 import threading
 from typing import Any
 
-from iris import _context
+from iris import _context, _refs
 from iris.exceptions import ActorDiedError
 
 __all__ = ["CallActor", "CreateActor", "hosted_count"]
@@ -48,6 +49,7 @@ class CreateActor:
         self.cls = cls
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
+        _connect_client()
         hosted = _instances[self.actor_id] = _Hosted()
         _failed.pop(self.actor_id, None)
         try:
@@ -60,6 +62,15 @@ class CreateActor:
             with hosted.cond:
                 hosted.serving = 1
                 hosted.cond.notify_all()
+
+
+def _connect_client() -> None:
+    """Give this worker a client of its own (if it has none yet), so that refs arriving in
+    the actor's later calls are counted here: an actor that keeps one in its state keeps
+    its object alive. (The client belongs to the API layer above this one: it is reached
+    by name, at run time, the way a task's own ``iris.get`` reaches it.)"""
+    if _refs._resolver is None:
+        importlib.import_module("iris._api")._client_for_call("an actor")
 
 
 class CallActor:
