@@ -152,6 +152,7 @@ class Client:
         self.arena: Arena | None = None  # medium arguments for workers on this machine
         self.actors: dict[str, ActorRecord] = {}
         self.dead_actors: dict[str, BaseException] = {}  # recent ones: id -> why
+        self.pins_in_grace = 0  # finished tasks whose argument refs are still pinned
         self.targeted: dict[str, deque[_Task]] = {}  # actor calls, by the worker to run them
         self.local_workers = 0
         self.last_submit = 0.0
@@ -661,7 +662,13 @@ class Client:
             # one), and its borrower registration travels on another connection than the
             # result, so it can arrive just after it. Keep the pins a little longer.
             pinned, task.pinned = task.pinned, []
-            self.loop.call_later(_PIN_GRACE_S, pinned.clear)
+            self.pins_in_grace += 1
+
+            def release() -> None:
+                pinned.clear()
+                self.pins_in_grace -= 1
+
+            self.loop.call_later(_PIN_GRACE_S, release)
 
     def _fail_task(self, task: _Task, error: BaseException | None, value: Value | None = None,
                    where: str = "") -> None:

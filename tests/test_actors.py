@@ -187,6 +187,36 @@ def test_a_failed_creation_keeps_no_name(cluster: iris.ClusterContext) -> None:
     assert iris.get(ok.add.remote("x")) == ["init", "x"]
 
 
+@iris.remote
+class Keeper:
+    def store(self, refs: list[iris.ObjectRef]) -> bool:
+        self.kept = refs[0]  # a ref from the arguments, kept in the actor's state
+        return True
+
+    def fetch(self) -> str:
+        return iris.get(self.kept, timeout=30)
+
+
+def test_a_ref_an_actor_keeps_outlives_the_callers_own(cluster: iris.ClusterContext) -> None:
+    import gc
+
+    from iris import _api
+
+    client = _api._client
+    k = Keeper.remote()
+    x = iris.put("precious")
+    oid = x.oid
+    assert iris.get(k.store.remote([x]))
+    del x
+    gc.collect()
+    # Once the call's own pins are gone, only the actor's registration holds the object.
+    wait_until(lambda: (o := client.objects.get(oid)) is not None and o.unreferenced
+               and o.borrowers >= 1, 30, "the actor to be the object's only holder")
+    assert iris.get(k.fetch.remote()) == "precious"
+    iris.kill(k)
+    wait_until(lambda: oid not in client.objects, 30, "the object to be freed with the actor")
+
+
 def test_an_actor_restarts_after_its_worker_dies(fresh_cluster: iris.ClusterContext) -> None:
     c = Counter.options(max_restarts=1).remote(100)
     assert iris.get(c.incr.remote()) == 101
@@ -218,33 +248,3 @@ def test_an_actor_made_right_after_init_can_be_sent_to_tasks_at_once() -> None:
     with local_cluster(num_workers=2):  # its workers are still starting
         a = Log.remote()
         assert iris.get(call_add.remote(a, "early"), timeout=60) == ["init", "early"]
-
-
-@iris.remote
-class Keeper:
-    def store(self, refs: list[iris.ObjectRef]) -> bool:
-        self.kept = refs[0]  # a ref from the arguments, kept in the actor's state
-        return True
-
-    def fetch(self) -> str:
-        return iris.get(self.kept, timeout=30)
-
-
-def test_a_ref_an_actor_keeps_outlives_the_callers_own(cluster: iris.ClusterContext) -> None:
-    import gc
-
-    from iris import _api
-
-    client = _api._client
-    k = Keeper.remote()
-    x = iris.put("precious")
-    oid = x.oid
-    assert iris.get(k.store.remote([x]))
-    del x
-    gc.collect()
-    # Once the call's own pins are gone, only the actor's registration holds the object.
-    wait_until(lambda: (o := client.objects.get(oid)) is not None and o.unreferenced
-               and o.borrowers >= 1, 30, "the actor to be the object's only holder")
-    assert iris.get(k.fetch.remote()) == "precious"
-    iris.kill(k)
-    wait_until(lambda: oid not in client.objects, 30, "the object to be freed with the actor")
