@@ -446,23 +446,10 @@ class Client:
             recs = batches.get(w.worker_id)
             if recs is None:
                 recs = batches[w.worker_id] = []
-            inflight, defined = w.inflight, w.defined
             for _ in range(share):
                 task = ready.popleft()
-                try:
-                    rec = self._task_record(task, w)
-                except Exception as exc:  # e.g. a shared-memory write failed
-                    self._fail_task(task, exc)
-                    continue
-                func = task.func
-                if func.func_id not in defined:
-                    defined.add(func.func_id)
-                    defines.setdefault(w.worker_id, []).extend(
-                        encode_define(func.func_id, func.blob))
-                inflight[task.oids[0]] = task
-                self.n_inflight += 1
-                recs.append(rec)
-                if task.role == CREATE and task.actor is not None:
+                if self._assign(task, w, recs, defines) and task.role == CREATE \
+                        and task.actor is not None:
                     self._placed(task.actor, w)
         # Actor calls go to their actor's worker, in order, whatever its load.
         for wid in list(self.targeted):
@@ -476,19 +463,7 @@ class Client:
             q = self.targeted.pop(wid)
             recs = batches.setdefault(wid, [])
             while q:
-                task = q.popleft()
-                try:
-                    rec = self._task_record(task, tw)
-                except Exception as exc:
-                    self._fail_task(task, exc)
-                    continue
-                func = task.func
-                if func.func_id not in tw.defined:
-                    tw.defined.add(func.func_id)
-                    defines.setdefault(wid, []).extend(encode_define(func.func_id, func.blob))
-                tw.inflight[task.oids[0]] = task
-                self.n_inflight += 1
-                recs.append(rec)
+                self._assign(q.popleft(), tw, recs, defines)
         for wid, recs in batches.items():
             if not recs:
                 continue
@@ -507,6 +482,24 @@ class Client:
                 sock.send_multipart(frames + encode_tasks(chunk), copy=False)
                 frames = []
             self.loop.sent(sock)
+
+    def _assign(self, task: _Task, w: _Worker, recs: list[TaskRecord],
+                defines: dict[str, list[Any]]) -> bool:
+        """Add ``task`` to ``w``'s batch (its function's DEFINE first, once per worker);
+        False if its record could not be made (the task has failed)."""
+        try:
+            rec = self._task_record(task, w)
+        except Exception as exc:  # e.g. a shared-memory write failed
+            self._fail_task(task, exc)
+            return False
+        func = task.func
+        if func.func_id not in w.defined:
+            w.defined.add(func.func_id)
+            defines.setdefault(w.worker_id, []).extend(encode_define(func.func_id, func.blob))
+        w.inflight[task.oids[0]] = task
+        self.n_inflight += 1
+        recs.append(rec)
+        return True
 
     def _task_record(self, task: _Task, w: _Worker) -> TaskRecord:
         args = task.args_value
