@@ -32,7 +32,6 @@ import concurrent.futures
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -72,6 +71,7 @@ from iris._records import WorkerLink as _Worker
 from iris._refs import ObjectRef, ResolvedArg, collect_refs, set_resolver
 from iris._serialization import describe_unpicklable, dumps, dumps_plain, nbytes
 from iris._store import clear_pool, host_id, release_segment
+from iris._stream import StreamLink, link_key
 from iris._transport import (
     Credentials,
     bind_server,
@@ -114,6 +114,9 @@ _PIN_GRACE_S = 1.0
 _NO_ARGS = dumps_plain(((), {}))[0]  # type: ignore[index]
 # Arguments from this size up to the inline threshold go through the shared-memory arena.
 _ARENA_MIN = 16 * 1024
+# A worker whose local link closed is dropped for good after this long, if the head has
+# not said why by then.
+_LINK_GRACE_S = 2.0
 
 
 class Client:
@@ -125,6 +128,7 @@ class Client:
                  bind_host: str = "127.0.0.1",
                  connect_timeout_s: float = 30.0) -> None:
         self.creds = creds
+        self.link_key = link_key(creds.secret)
         self.head_endpoint = head_endpoint
         self.threshold = inline_threshold
         self.max_frame = max_frame_bytes
@@ -141,6 +145,7 @@ class Client:
         self.ref_lock = threading.RLock()
         self.oids = itertools.count(1)
         self.workers: dict[str, _Worker] = {}
+        self.departing: dict[str, _Worker] = {}  # local link closed, removal pending
         self.workers_by_sock: dict[Any, _Worker] = {}
         self.owner_socks: dict[str, zmq.Socket[Any]] = {}
         self.submit_q: deque[_Task] = deque()
@@ -196,14 +201,21 @@ class Client:
         self._send(self.head, encode_control(MsgType.HELLO, {
             "role": "client", "host": self.host, "address": self.address}))
 
-    def _messages(self, sock: zmq.Socket[Any]) -> list[list[Message]]:
+    def _messages(self, sock: Any) -> list[list[Message]]:
         out: list[list[Message]] = []
+        if type(sock) is StreamLink:
+            for frames in sock.recv_messages():
+                try:
+                    out.append(decode_frames(frames, self.max_frame))
+                except ProtocolError as exc:
+                    log.warning("dropped a malformed message: %s", exc)
+            return out
         while True:
-            frames = recv_frames(sock)
-            if frames is None:
+            got = recv_frames(sock)
+            if got is None:
                 return out
             try:
-                out.append(decode_frames(frames, self.max_frame))
+                out.append(decode_frames(got, self.max_frame))
             except ProtocolError as exc:
                 log.warning("dropped a malformed message: %s", exc)
 
@@ -234,19 +246,29 @@ class Client:
             return
         address = str(info["address"])
         local = str(info.get("local_address") or "")
-        if info.get("host") == self.host and local.startswith("ipc://") and os.access(
-                local[len("ipc://"):], os.W_OK):
-            address = local  # same machine, and we may connect: the Unix socket
-        sock = connect_client(zmq.DEALER, self.creds, address)
+        w = _Worker(wid, address, str(info.get("host", "")), None)
+        sock: Any = None
+        if w.host == self.host and local.startswith("unix://"):
+            # Same machine: a Unix stream link, read and written by the threads that use
+            # it (iris._stream); ZeroMQ over TCP if it cannot be had.
+            try:
+                sock = StreamLink.connect(local[len("unix://"):], self.link_key, self.loop,
+                                          max_frame_bytes=self.max_frame,
+                                          on_input=lambda: self._on_worker(w))
+                w.local = local
+            except OSError as exc:
+                log.info("no local link to worker %s (%s): using %s", wid, exc, address)
+        if sock is None:
+            sock = connect_client(zmq.DEALER, self.creds, address)
+            self.loop.add_reader(sock, lambda: self._on_worker(w))
+        w.sock = sock
         self._send(sock, encode_control(MsgType.REQUEST, {"op": "owner", "host": self.host}))
-        w = _Worker(wid, address, str(info.get("host", "")), sock)
         self.local_workers += w.host == self.host
         self.workers[wid] = w
         self.workers_by_sock[sock] = w
-        self.loop.add_reader(sock, lambda: self._on_worker(w))
 
     def _remove_worker(self, wid: str, reason: str) -> None:
-        w = self.workers.pop(wid, None)
+        w = self.workers.pop(wid, None) or self.departing.pop(wid, None)
         if w is None:
             return
         self.workers_by_sock.pop(w.sock, None)
@@ -564,6 +586,15 @@ class Client:
                         w.blocked.discard(rec.task_id)
                         self._complete(task, rec)
                         done += 1
+        if type(w.sock) is StreamLink and w.sock.closed and self.workers.get(
+                w.worker_id) is w:
+            # Its end went away: nothing more goes there. When the worker died, the head's
+            # word on it (with the reason: exit code, signal) follows at once, and its
+            # tasks are retried then; should it not come, the link's own reason does.
+            del self.workers[w.worker_id]
+            self.departing[w.worker_id] = w
+            self.loop.call_later(_LINK_GRACE_S, partial(
+                self._remove_worker, w.worker_id, f"its link closed ({w.sock.why})"))
         if done or self.ready:
             self._dispatch()
 

@@ -81,8 +81,13 @@ class Reactor:
     # ------------------------------------------------------------------ registration
     def add_reader(self, sock_or_fd: Any, callback: Callable[[], None]) -> None:
         """Call ``callback()`` (lock held) whenever ``sock_or_fd`` has input. Lock held."""
-        fd: int = (int(sock_or_fd.getsockopt(zmq.FD)) if isinstance(sock_or_fd, zmq.Socket)
-                   else sock_or_fd)
+        fd: int
+        if isinstance(sock_or_fd, zmq.Socket):
+            fd = int(sock_or_fd.getsockopt(zmq.FD))
+        elif isinstance(sock_or_fd, int):
+            fd = sock_or_fd
+        else:  # an object with fileno(), such as a stream link
+            fd = sock_or_fd.fileno()
         self._handlers[fd] = (sock_or_fd, callback)
         self._socks[sock_or_fd] = fd
         self._epoll.register(fd, select.EPOLLIN)
@@ -102,10 +107,17 @@ class Reactor:
         except (OSError, ValueError):
             pass
 
-    def sent(self, sock: zmq.Socket[Any]) -> None:
+    def watch_writable(self, sock_or_fd: Any, on: bool) -> None:
+        """Also call the reader's callback when ``sock_or_fd`` (a plain descriptor or an
+        object with ``fileno()``, not a ZeroMQ socket) becomes writable. Lock held."""
+        fd = self._socks.get(sock_or_fd)
+        if fd is not None:
+            self._epoll.modify(fd, select.EPOLLIN | (select.EPOLLOUT if on else 0))
+
+    def sent(self, sock: Any) -> None:
         """Tell the reactor a send happened on ``sock`` (lock held): a send may swallow
         the notification of input that arrived meanwhile, so look at the socket again."""
-        if sock in self._socks and _readable(sock):
+        if isinstance(sock, zmq.Socket) and sock in self._socks and _readable(sock):
             self._recheck.add(sock)
             if self.leader != threading.get_ident():
                 self._kick()

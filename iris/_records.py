@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import zmq
-
 from iris._protocol import Value
 from iris._refs import ObjectRef
 
@@ -107,7 +105,8 @@ class WorkerLink:
     worker_id: str
     address: str
     host: str
-    sock: zmq.Socket[Any]
+    sock: Any  # a ZeroMQ DEALER, or a StreamLink to a worker on this machine
+    local: str = ""  # the unix:// address of that link, if it is one
     inflight: dict[int, TaskEntry] = field(default_factory=dict)
     defined: set[int] = field(default_factory=set)
     # In-flight tasks that told us they are blocked in get: they do not count as load.

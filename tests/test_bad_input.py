@@ -137,3 +137,63 @@ def test_values_larger_than_the_frame_limit_still_work(small_frames: iris.Cluste
     # Larger than max_frame_bytes, but on one machine it goes through shared memory.
     a = np.ones(MAX_FRAME // 4)
     assert iris.get(iris.remote(lambda x: float(x.sum())).remote(a), timeout=60) == a.size
+
+
+def _worker_link_path() -> str:
+    client = _api._client
+    wait_for_workers(client)
+    local = next(iter(client.workers.values())).local
+    assert local.startswith("unix://"), local
+    return local[len("unix://"):]
+
+
+def test_unauthenticated_garbage_on_a_local_link_is_refused(small_frames: iris.ClusterContext
+                                                            ) -> None:
+    import socket
+
+    path = _worker_link_path()
+    rng = random.Random(7)
+    for _ in range(20):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(path)
+            s.sendall(rng.randbytes(rng.randint(1, 3000)))
+        except OSError:
+            pass  # refused and closed already: that is the point
+        finally:
+            s.close()
+    _still_serving()
+
+
+def test_authenticated_garbage_on_a_local_link_is_dropped(small_frames: iris.ClusterContext
+                                                          ) -> None:
+    import time
+
+    from iris._protocol import decode_control, decode_frames
+    from iris._reactor import Reactor
+    from iris._stream import StreamLink, link_key
+
+    creds = Credentials.from_token(small_frames.token)
+    rng = random.Random(8)
+    bad = [[b"short"], encode(MsgType.TASKS, b"\xff\xff\xff\xff"),
+           *[_garbage(rng) for _ in range(20)]]
+    got: list[list[bytes]] = []
+    reactor = Reactor()
+    with reactor.lock:
+        link = StreamLink.connect(_worker_link_path(), link_key(creds.secret), reactor,
+                                  max_frame_bytes=MAX_FRAME,
+                                  on_input=lambda: got.extend(link.recv_messages()))
+    try:
+        with reactor.lock:
+            for frames in bad:
+                link.send_multipart(frames)
+            link.send_multipart(encode_control(MsgType.REQUEST, {"op": "stats"}, 1))
+        assert reactor.run(until=lambda: bool(got), deadline=time.monotonic() + 30)
+        (msg,) = decode_frames(got[0])
+        assert decode_control(msg)["dropped_frames"] >= len(bad) - 2
+        assert link.is_open
+    finally:
+        with reactor.lock:
+            link.close()
+        reactor.close()
+    _still_serving()

@@ -59,6 +59,5 @@ def test_a_worker_without_its_ipc_directory_serves_over_tcp() -> None:
         assert w.local_address == ""
         assert w.address.startswith("tcp://127.0.0.1:")
     finally:
-        w.router.close(0)
-        w.node.close(0)
+        w.close_sockets()
         w.loop.close()

@@ -149,9 +149,9 @@ def test_shutdown_leaves_nothing_behind() -> None:
     # Workers on this machine are reached through Unix sockets in a private directory.
     from iris import _api
 
-    links = [w.address for w in _api._client.workers.values()]
-    assert links and all(a.startswith("ipc://") for a in links), links
-    ipc_dir = os.path.dirname(links[0][len("ipc://"):])
+    links = [w.local for w in _api._client.workers.values()]
+    assert links and all(a.startswith("unix://") for a in links), links
+    ipc_dir = os.path.dirname(links[0][len("unix://"):])
     assert os.stat(ipc_dir).st_mode & 0o777 == 0o700
     iris.shutdown()
     wait_until(lambda: not children(), 10, "no child processes")

@@ -100,7 +100,7 @@ class _Slot:
     pidfd: int
     started: float
     address: str = ""
-    local_address: str = ""  # ipc:// endpoint for clients on this machine
+    local_address: str = ""  # unix:// socket for clients on this machine
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -191,9 +191,9 @@ class NodeManager:
         self.loop.remove_reader(slot.pidfd)
         os.close(slot.pidfd)
         code = slot.proc.wait()
-        if slot.local_address.startswith("ipc://"):  # a dead worker leaves its socket file
+        if slot.local_address.startswith("unix://"):  # a dead worker leaves its socket file
             with contextlib.suppress(OSError):
-                os.unlink(slot.local_address[len("ipc://"):])
+                os.unlink(slot.local_address[len("unix://"):])
         remove_arenas_of(self.cluster_id, slot.proc.pid)  # and maybe an arena of its own
         if slot.proc.stdin is not None:
             slot.proc.stdin.close()

@@ -55,6 +55,7 @@ from iris._reactor import Reactor
 from iris._refs import ResolvedArg, collect_refs, export_refs
 from iris._serialization import dumps, nbytes
 from iris._store import host_id
+from iris._stream import StreamLink, StreamListener, link_key
 from iris._transport import Credentials, bind_server, connect_client, drain_router
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
 from iris.exceptions import ProtocolError
@@ -84,21 +85,28 @@ class WorkerProcess:
         self.lock = self.loop.lock  # guards the sockets and everything below
         self.router, self.address = bind_server(
             zmq.ROUTER, creds, f"tcp://{cfg.get('bind_host', '127.0.0.1')}:0", self.max_frame)
+        # Clients on this machine link up over a Unix stream socket (iris._stream).
         self.local_address = ""
+        self.listener: StreamListener | None = None
+        self.links: set[StreamLink] = set()
         ipc_dir = cfg.get("ipc_dir")
         if ipc_dir and len(ipc_dir) + len(self.worker_id) < 100:  # sun_path holds 108 bytes
+            path = f"{ipc_dir}/{self.worker_id}"
             try:
-                self.router.bind(f"ipc://{ipc_dir}/{self.worker_id}")
-                self.local_address = f"ipc://{ipc_dir}/{self.worker_id}"
-            except zmq.ZMQError as exc:  # e.g. the directory was cleaned away: TCP only
+                self.listener = StreamListener(
+                    path, link_key(creds.secret), self.loop, max_frame_bytes=self.max_frame,
+                    on_link=self.links.add, on_input=self._on_link)
+                self.local_address = f"unix://{path}"
+            except OSError as exc:  # e.g. the directory was cleaned away: TCP only
                 log.warning("no Unix socket in %s (%s): clients use TCP", ipc_dir, exc)
         self.node = connect_client(zmq.DEALER, creds, cfg["node_endpoint"],
                                    identity=self.worker_id.encode())
         self.blobs: dict[int, bytes] = {}
         self.funcs: dict[int, Any] = {}
-        self.owner_host: dict[bytes, str] = {}
-        self.queue: deque[tuple[bytes, TaskRecord]] = deque()
-        self.done: list[tuple[bytes, ResultRecord]] = []  # results not sent yet
+        # Owners are ROUTER identities (bytes) or local links (StreamLink).
+        self.owner_host: dict[Any, str] = {}
+        self.queue: deque[tuple[Any, TaskRecord]] = deque()
+        self.done: list[tuple[Any, ResultRecord]] = []  # results not sent yet
         self.active = 0  # tasks running and not blocked in get
         self.threads = 1  # threads that can lead (the main one and followers)
         self.flush_armed = False
@@ -125,8 +133,17 @@ class WorkerProcess:
                 self.loop.run(work=self._run_queue)
         finally:
             with self.lock:
-                self.router.close(0)
-                self.node.close(0)
+                self.close_sockets()
+
+    def close_sockets(self) -> None:
+        """Close every socket and link of this worker (lock held)."""
+        self.router.close(0)
+        self.node.close(0)
+        for link in list(self.links):
+            link.close()
+        self.links.clear()
+        if self.listener is not None:
+            self.listener.close()
 
     def _on_node(self) -> None:
         while True:
@@ -231,7 +248,11 @@ class WorkerProcess:
             else:
                 self.active += 1
 
-    def _send(self, peer: bytes, frames: list[Any]) -> None:
+    def _send(self, peer: Any, frames: list[Any]) -> None:
+        """Send to an owner: a ROUTER identity (bytes), or a local link."""
+        if type(peer) is not bytes:
+            peer.send_multipart(frames)  # a closed link drops it: its owner is gone
+            return
         try:
             self.router.send_multipart([peer, *frames], copy=False)
         except zmq.ZMQError as exc:  # the owner went away: nobody reads this any more
@@ -241,11 +262,23 @@ class WorkerProcess:
     def _drain(self) -> None:
         drain_router(self.router, self.max_frame, self._handle, self._dropped)
 
-    def _dropped(self, peer: bytes, exc: ProtocolError) -> None:
+    def _on_link(self, link: StreamLink) -> None:
+        """Serve what a local link brought (lock held)."""
+        for frames in link.recv_messages():
+            try:
+                for m in decode_frames(frames, self.max_frame):
+                    self._handle(link, m)
+            except ProtocolError as exc:
+                self._dropped(link, exc)
+        if link.closed:
+            self.links.discard(link)
+            self.owner_host.pop(link, None)
+
+    def _dropped(self, peer: Any, exc: ProtocolError) -> None:
         self.dropped_frames += 1
         log.warning("dropped a malformed message from %r: %s", peer, exc)
 
-    def _handle(self, peer: bytes, m: Any) -> None:
+    def _handle(self, peer: Any, m: Any) -> None:
         t = m.type
         if t == MsgType.TASKS:
             self.queue.extend((peer, rec) for rec in decode_tasks(m))
@@ -270,7 +303,7 @@ class WorkerProcess:
         done, self.done = self.done, []
         if not done:
             return
-        by_peer: dict[bytes, list[ResultRecord]] = {}
+        by_peer: dict[Any, list[ResultRecord]] = {}
         for peer, result in done:
             by_peer.setdefault(peer, []).append(result)
         budget = self.max_frame // 2
@@ -294,7 +327,7 @@ class WorkerProcess:
             fn = self.funcs[func_id] = pickle.loads(blob)
         return fn
 
-    def _execute(self, peer: bytes, rec: TaskRecord) -> ResultRecord:
+    def _execute(self, peer: Any, rec: TaskRecord) -> ResultRecord:
         t0 = time.perf_counter_ns()
         self.tasks_run += 1
         try:
@@ -310,7 +343,7 @@ class WorkerProcess:
             values = [error_value(exc, 1 if user else 0)]
         return ResultRecord(rec.task_id, values, time.perf_counter_ns() - t0)
 
-    def _result_values(self, peer: bytes, rec: TaskRecord, result: Any) -> list[Value]:
+    def _result_values(self, peer: Any, rec: TaskRecord, result: Any) -> list[Value]:
         n = rec.num_returns
         if n == 1:
             parts = [result]
