@@ -69,6 +69,7 @@ from iris._records import ObjectEntry as _Object
 from iris._records import TaskEntry as _Task
 from iris._records import WorkerLink as _Worker
 from iris._refs import ObjectRef, ResolvedArg, collect_refs, set_resolver
+from iris._serialization import NO_ARGS as _NO_ARGS
 from iris._serialization import describe_unpicklable, dumps, dumps_plain, nbytes
 from iris._store import clear_pool, host_id, release_segment
 from iris._stream import StreamLink, link_key
@@ -111,12 +112,13 @@ _BURST_GAP_S = 50e-6
 _SUBMIT_BATCH = 256
 # How long refs inside a task's arguments stay pinned after the task finished.
 _PIN_GRACE_S = 1.0
-_NO_ARGS = dumps_plain(((), {}))[0]  # type: ignore[index]
 # Arguments from this size up to the inline threshold go through the shared-memory arena.
 _ARENA_MIN = 16 * 1024
 # A worker whose local link closed is dropped for good after this long, if the head has
 # not said why by then.
 _LINK_GRACE_S = 2.0
+# How long a synchronous get looks for its answer before it sleeps (see _wait_objects).
+_SPIN_S = 100e-6
 
 
 class Client:
@@ -450,22 +452,40 @@ class Client:
 
     def _dispatch(self) -> None:
         """Send ready tasks to workers (every I/O handler ends here; so does waking getters)."""
-        self._wake_waiters()
+        if self.settled:
+            self._wake_waiters()
         ready = self.ready
-        if not (ready or self.targeted) or not self.workers:
+        if not ready and not self.targeted:
+            return
+        workers = self.workers
+        if not workers:
             return
         cap = self._cap()
+        if len(ready) == 1 and not self.targeted:
+            # A lone task (a synchronous call): no shares to hand out.
+            w = min(workers.values(), key=_Worker.load) if len(workers) > 1 else next(
+                iter(workers.values()))
+            if w.load() >= cap:
+                return
+            task = ready.popleft()
+            recs: list[TaskRecord] = []
+            defines: dict[str, list[Any]] = {}
+            if self._assign(task, w, recs, defines):
+                if task.role == CREATE and task.actor is not None:
+                    self._placed(task.actor, w)
+                self._send_tasks(w, recs, defines.get(w.worker_id, []))
+            return
         batches: dict[str, list[TaskRecord]] = {}
-        defines: dict[str, list[Any]] = {}
-        workers = list(self.workers.values())
+        defines = {}
+        pool = list(workers.values())
         while ready:
-            w = min(workers, key=_Worker.load)
+            w = min(pool, key=_Worker.load)
             room = cap - w.load()
             if room <= 0:
                 break
             # Hand out work in shares, so that every worker gets some of a large burst.
-            share = min(room, len(ready), -(-len(ready) // len(workers)))
-            recs = batches.get(w.worker_id)
+            share = min(room, len(ready), -(-len(ready) // len(pool)))
+            recs = batches.get(w.worker_id)  # type: ignore[assignment]
             if recs is None:
                 recs = batches[w.worker_id] = []
             for _ in range(share):
@@ -475,7 +495,7 @@ class Client:
                     self._placed(task.actor, w)
         # Actor calls go to their actor's worker, in order, whatever its load.
         for wid in list(self.targeted):
-            tw = self.workers.get(wid)
+            tw = workers.get(wid)
             if tw is None:  # gone since the calls were queued: they cannot run
                 for task in self.targeted.pop(wid):
                     self._fail_task(task, ActorDiedError(
@@ -487,23 +507,24 @@ class Client:
             while q:
                 self._assign(q.popleft(), tw, recs, defines)
         for wid, recs in batches.items():
-            if not recs:
-                continue
-            w = self.workers[wid]
-            frames = defines.get(wid, [])
-            budget = self.max_frame // 2
-            # On this host every argument is under the inline threshold (larger ones went
-            # to shared memory at submission), so a batch's size is bounded without a look.
-            if w.host == self.host and len(recs) * self.threshold <= budget and not any(
-                    rec.resolved for rec in recs):
-                chunks: list[Any] = [recs]
-            else:
-                chunks = chunk_by_size(recs, budget, _record_size)
-            sock = w.sock
-            for chunk in chunks:
-                sock.send_multipart(frames + encode_tasks(chunk), copy=False)
-                frames = []
-            self.loop.sent(sock)
+            if recs:
+                self._send_tasks(workers[wid], recs, defines.get(wid, []))
+
+    def _send_tasks(self, w: _Worker, recs: list[TaskRecord], frames: list[Any]) -> None:
+        """Send a batch of task records to ``w``, after ``frames`` (its DEFINEs)."""
+        budget = self.max_frame // 2
+        # On this host every argument is under the inline threshold (larger ones went to
+        # shared memory at submission), so a batch's size is bounded without a look.
+        if w.host == self.host and len(recs) * self.threshold <= budget and not any(
+                rec.resolved for rec in recs):
+            chunks: list[Any] = [recs]
+        else:
+            chunks = chunk_by_size(recs, budget, _record_size)
+        sock = w.sock
+        for chunk in chunks:
+            sock.send_multipart(frames + encode_tasks(chunk), copy=False)
+            frames = []
+        self.loop.sent(sock)
 
     def _assign(self, task: _Task, w: _Worker, recs: list[TaskRecord],
                 defines: dict[str, list[Any]]) -> bool:
@@ -615,6 +636,13 @@ class Client:
         self.avg_exec_s = self.avg_exec_s * 0.9 + rec.exec_ns * 1e-10 if self.avg_exec_s \
             else rec.exec_ns * 1e-9
         values = rec.values
+        if len(values) == 1 and values[0].kind == ValueKind.INLINE and task.num_returns == 1:
+            # The common case: one small value, nothing inside it to hold.
+            obj = self.objects.get(task.oids[0])
+            if obj is not None:
+                self._settle(obj, values[0], None)
+            self._finish_task(task)
+            return
         if values and values[-1].kind == ValueKind.REFS:
             self._receive_refs(task, values[-1])
             values = values[:-1]
@@ -674,6 +702,9 @@ class Client:
                     self._tell_owner(owner, oid, transit=-1)
 
     def _finish_task(self, task: _Task) -> None:
+        if task.args_segment is None and task.args_slot is None and not task.pinned:
+            task.deps = None
+            return
         if task.args_segment is not None:
             release_segment(task.args_segment)
             task.args_segment = None
@@ -712,8 +743,8 @@ class Client:
         """Make an object ready or failed; wake getters, run callbacks, release dependents."""
         obj.value = value
         obj.error = error
-        failed = error is not None or (value is not None and value.kind == ValueKind.ERROR)
-        obj.state = _FAILED if failed else _READY
+        obj.state = _FAILED if error is not None or (
+            value is not None and value.kind == ValueKind.ERROR) else _READY
         if obj.callbacks:
             for cb in obj.callbacks:
                 try:
@@ -991,7 +1022,13 @@ class Client:
                 blocked = True
             # Lead the reactor while we wait (or wait parked while another thread leads):
             # the results are read on this very thread, with no wake-up in between.
-            while not self.loop.run(until=done, deadline=deadline):
+            # A synchronous call of a short task (one in flight, short on average) from a
+            # driver: its answer comes within microseconds, so look for it without going
+            # to sleep for a while (a wake-up costs this VM ~10-30 us). Never in a worker,
+            # whose CPU its peers need, nor while many tasks are in flight.
+            spin = _SPIN_S if (block is None and self.n_inflight == 1
+                               and self.avg_exec_s < _SPIN_S) else 0.0
+            while not self.loop.run(until=done, deadline=deadline, spin_s=spin):
                 if self.closed or self.loop.stopped:
                     raise IrisError("iris was shut down while waiting for results")
                 if deadline is not None and time.monotonic() >= deadline:

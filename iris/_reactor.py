@@ -144,7 +144,8 @@ class Reactor:
 
     # ------------------------------------------------------------------ leading
     def run(self, until: Callable[[], bool] | None = None, deadline: float | None = None,
-            background: bool = False, work: Callable[[], None] | None = None) -> bool:
+            background: bool = False, work: Callable[[], None] | None = None,
+            spin_s: float = 0.0) -> bool:
         """Lead the reactor until ``until()`` is true, ``deadline`` passes or :meth:`stop`.
 
         While another thread leads, wait parked (checking ``until`` whenever woken). A
@@ -158,7 +159,7 @@ class Reactor:
             if self.leader == me:
                 # Nested (a callback run by our own lead waits again): lead on, and leave
                 # the lead to the outer call when done.
-                return self._lead(me, done, deadline, background, None)
+                return self._lead(me, done, deadline, background, None, spin_s)
             if self.leader != me:
                 if not background:
                     self.wanted += 1
@@ -184,15 +185,16 @@ class Reactor:
                 self._background = me if background else None
                 self._led_since = time.monotonic()
         try:
-            return self._lead(me, done, deadline, background, work)
+            return self._lead(me, done, deadline, background, work, spin_s)
         finally:
             with self.lock:
                 if self.leader == me:
                     self._release(background)
 
     def _lead(self, me: int, done: Callable[[], bool], deadline: float | None,
-              background: bool, work: Callable[[], None] | None) -> bool:
+              background: bool, work: Callable[[], None] | None, spin_s: float = 0.0) -> bool:
         poll = self._epoll.poll
+        spin_until = time.perf_counter() + spin_s if spin_s else 0.0
         if work is not None:
             work()  # what queued up while another thread led
         while True:
@@ -210,7 +212,17 @@ class Reactor:
                     if left <= 0:
                         return done()
             try:
-                events = poll(timeout)
+                if spin_until and timeout != 0.0:
+                    # Expecting an answer within microseconds: look without sleeping for a
+                    # while (a sleeping thread's wake-up costs more than the look here).
+                    events = poll(0)
+                    while not events and time.perf_counter() < spin_until:
+                        events = poll(0)
+                    if not events:
+                        spin_until = 0.0
+                        events = poll(timeout)
+                else:
+                    events = poll(timeout)
             except InterruptedError:
                 events = []
             except (OSError, ValueError):  # closed under us: the reactor is shutting down

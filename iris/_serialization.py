@@ -98,6 +98,11 @@ def _plain_deep(obj: Any, depth: int) -> bool:
     return True
 
 
+# The arguments of a call without any: ``((), {})`` pickled (clients send these bytes,
+# workers recognize them without unpickling).
+NO_ARGS = pickle.dumps(((), {}), protocol=5)
+
+
 def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
     """Serialize ``obj``; returns the pickle stream and its out-of-band buffers.
 

@@ -56,6 +56,7 @@ _MAC = 32
 _HANDSHAKE_MAX = 64  # the largest frame accepted before authentication
 _SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
 _U32 = struct.Struct("<I")
+_ONE = struct.Struct("<II")  # the head of a message of one frame
 
 # Link states.
 _HELLO = 0  # client: nonce sent, waiting for the server's proof; server: waiting for it
@@ -151,6 +152,11 @@ class StreamLink:
         self._send_now(frames)
 
     def _send_now(self, frames: list[Any]) -> None:
+        if len(frames) == 1 and type(frames[0]) is bytes and not self._out:
+            # The common small message (a task batch, a result batch): one buffer.
+            f = frames[0]
+            self._write([memoryview(_ONE.pack(1, len(f)) + f)])
+            return
         views = [_byte_view(f) for f in frames]
         if len(views) > _MAX_FRAMES:
             raise ValueError(f"a message of {len(views)} frames; a link carries at most "
@@ -167,7 +173,8 @@ class StreamLink:
         while bufs:
             part = bufs[:_IOV_MAX]
             try:
-                n = self.sock.sendmsg(part, (), _SEND_FLAGS)
+                n = (self.sock.send(part[0], _SEND_FLAGS) if len(part) == 1
+                     else self.sock.sendmsg(part, (), _SEND_FLAGS))
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as exc:  # the peer went away: nothing more goes through
@@ -245,6 +252,18 @@ class StreamLink:
         with memoryview(buf) as mv:
             while size - pos >= 4:
                 (n,) = _U32.unpack_from(buf, pos)
+                if n == 1 and self.state == _OPEN and size - pos >= 8:
+                    # The common message of one frame.
+                    ln = _ONE.unpack_from(buf, pos)[1]
+                    if ln > self._max_frame:
+                        raise ProtocolError(f"a frame of {ln} bytes (at most "
+                                            f"{self._max_frame} here)")
+                    end = pos + 8 + ln
+                    if end > size:
+                        break
+                    out.append([bytes(mv[pos + 8:end])])
+                    pos = end
+                    continue
                 if n == 0 or n > _MAX_FRAMES:
                     raise ProtocolError(f"a message of {n} frames")
                 if size - pos < 4 + 4 * n:

@@ -53,6 +53,7 @@ from iris._protocol import (
 )
 from iris._reactor import Reactor
 from iris._refs import ResolvedArg, collect_refs, export_refs
+from iris._serialization import NO_ARGS as _NO_ARGS
 from iris._serialization import dumps, nbytes
 from iris._store import host_id
 from iris._stream import StreamLink, StreamListener, link_key
@@ -68,6 +69,8 @@ log = logging.getLogger("iris.worker")
 _SPARE_EXECUTORS = 2
 # During a burst, results gather this long before the main thread sends them.
 _BATCH_S = 0.001
+_SCALARS = frozenset({type(None), bool, int, float, complex})
+_SHORT = frozenset({str, bytes})
 
 
 
@@ -331,12 +334,21 @@ class WorkerProcess:
         t0 = time.perf_counter_ns()
         self.tasks_run += 1
         try:
-            fn = self._function(rec.func_id)
-            args, kwargs = from_value(rec.args)
-            if rec.resolved:
-                args, kwargs = _substitute(args, kwargs, rec.resolved)
-            result = fn(*args, **kwargs)
-            values = self._result_values(peer, rec, result)
+            fn = self.funcs.get(rec.func_id) or self._function(rec.func_id)
+            a = rec.args
+            if a.kind == ValueKind.INLINE and a.data == _NO_ARGS and not a.buffers:
+                result = fn()  # the commonest call of all: nothing to unpickle
+            else:
+                args, kwargs = from_value(a)
+                if rec.resolved:
+                    args, kwargs = _substitute(args, kwargs, rec.resolved)
+                result = fn(*args, **kwargs)
+            if rec.num_returns == 1 and (type(result) in _SCALARS or (
+                    type(result) in _SHORT and len(result) < 4096)):
+                # Nothing inside it to look for (refs, buffers), nothing large.
+                values = [Value(ValueKind.INLINE, pickle.dumps(result, 5), [])]
+            else:
+                values = self._result_values(peer, rec, result)
         except BaseException as exc:  # noqa: BLE001  user code may raise anything
             # Skip _execute's own frame when the error came from the user's function.
             user = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
