@@ -4,9 +4,10 @@ Below the shared-memory threshold a value travels inline, encrypted by CURVE at 
 0.6 GB/s; one tmpfs segment per value costs ~100 us of system calls. The arena sits between:
 the owner keeps a few large chunks (``/dev/shm/iris-<cluster>-arena-<token>-<n>``, mode
 0600) mapped for writing and bump-allocates arguments in them; only the small location
-travels. A worker maps each chunk once (a small LRU cache) and **copies** the bytes out
-before the task runs, so a region can be reused as soon as the task is done however long
-the task keeps its arguments.
+travels. A worker maps each chunk once (a small LRU cache) and reads the arguments in
+place (:func:`view_arena`): arrays come back as read-only views of the chunk. A region is
+reused only once its reader is done with it: at the task's end in the usual case, or, if
+the task kept (a view of) an argument, when the worker says the last view is gone.
 
 A chunk's allocations are freed together: when its last one is released the chunk is
 empty and its bump pointer restarts at zero. Tasks finish roughly in submission order,
@@ -27,7 +28,7 @@ from typing import Any
 
 from iris._store import SHM_DIR, remove_segments
 
-__all__ = ["Arena", "ArenaSlot", "read_arena", "remove_arenas_of"]
+__all__ = ["Arena", "ArenaSlot", "read_arena", "remove_arenas_of", "view_arena"]
 
 _ALIGN = 64
 # A location: header offset and length, buffer count, then (offset, length) per buffer, then
@@ -49,7 +50,8 @@ class _Chunk:
             # Allocate every page now: a write through the mapping into a full tmpfs would
             # be a SIGBUS, where this is an OSError (ENOSPC) the caller handles.
             os.posix_fallocate(fd, 0, size)
-            self.mm = mmap.mmap(fd, size)
+            # Populated: page faults on first writes cost several µs each on a VM.
+            self.mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
         except BaseException:
             os.unlink(path)
             raise
@@ -181,16 +183,10 @@ def _forget_unlinked() -> None:
     """Drop cached mappings of chunks whose owner unlinked them (lock held): a mapping
     would keep their memory alive for as long as this process lives."""
     for name in [n for n in _MAPS if not os.path.exists(os.path.join(SHM_DIR, n))]:
-        _MAPS.pop(name).close()
+        _close_map(_MAPS.pop(name))
 
 
-def read_arena(location: bytes | memoryview) -> tuple[bytes, list[bytes]]:
-    """Copy a value out of an arena chunk, given its location: header and buffers.
-
-    Raises:
-        FileNotFoundError: the chunk is gone (its owner left).
-        ValueError: the location is malformed or points outside the chunk.
-    """
+def _parse_location(location: bytes | memoryview) -> tuple[int, int, list[tuple[int, int]], str]:
     data = bytes(location)
     try:
         off, hdr, nbufs = _LOC.unpack_from(data, 0)
@@ -201,27 +197,77 @@ def read_arena(location: bytes | memoryview) -> tuple[bytes, list[bytes]]:
         raise ValueError(f"malformed arena location: {exc}") from None
     if "/" in name or not name.startswith("iris-") or "-arena-" not in name:
         raise ValueError(f"bad arena chunk name {name!r}")
+    return off, hdr, spans, name
+
+
+def _close_map(mm: mmap.mmap) -> None:
+    try:
+        mm.close()
+    except BufferError:  # arrays still view it: unmapped when the last one goes
+        pass
+
+
+def _chunk_map(name: str) -> mmap.mmap:
+    """The mapping of chunk ``name`` (lock held): cached, else mapped now."""
     global _reads
+    _reads += 1
+    if _reads % 256 == 0:
+        _forget_unlinked()
+    mm = _MAPS.get(name)
+    if mm is None:
+        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
+        try:
+            # Populated: every page mapped now, in one go, instead of a fault per page
+            # at each read (a fault costs several µs on a VM).
+            mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                           prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        _MAPS[name] = mm
+        while len(_MAPS) > _MAX_MAPS:
+            _close_map(_MAPS.popitem(last=False)[1])
+    else:
+        _MAPS.move_to_end(name)
+    return mm
+
+
+def read_arena(location: bytes | memoryview) -> tuple[bytes, list[bytes]]:
+    """Copy a value out of an arena chunk, given its location: header and buffers.
+
+    Raises:
+        FileNotFoundError: the chunk is gone (its owner left).
+        ValueError: the location is malformed or points outside the chunk.
+    """
+    off, hdr, spans, name = _parse_location(location)
     with _MAPS_LOCK:
-        _reads += 1
-        if _reads % 256 == 0:
-            _forget_unlinked()
-        mm = _MAPS.get(name)
-        if mm is None:
-            fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
-            try:
-                # Populated: every page mapped now, in one go, instead of a fault per page
-                # at each read (a fault costs several µs on a VM).
-                mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                               prot=mmap.PROT_READ)
-            finally:
-                os.close(fd)
-            _MAPS[name] = mm
-            while len(_MAPS) > _MAX_MAPS:
-                _MAPS.popitem(last=False)[1].close()
-        else:
-            _MAPS.move_to_end(name)
+        mm = _chunk_map(name)
         size = len(mm)
         if off + hdr > size or any(o + n > size for o, n in spans):
             raise ValueError(f"arena location outside chunk {name}")
         return mm[off:off + hdr], [mm[o:o + n] for o, n in spans]
+
+
+def view_arena(location: bytes | memoryview) -> tuple[bytes, list[Any], Any]:
+    """A value in an arena chunk, without copying its buffers: ``(header, buffers, region)``.
+
+    The buffers are read-only numpy views of ``region`` (a uint8 array over the value's
+    bytes), and so is every array unpickled from them (numpy keeps the first array of a
+    chain as the base of its views). So ``region`` lives exactly as long as anything
+    still reads the value: once the caller's own references are gone, a
+    ``weakref.finalize`` on it says when the owner may reuse the space.
+
+    Raises:
+        FileNotFoundError: the chunk is gone (its owner left).
+        ValueError: the location is malformed or points outside the chunk.
+    """
+    import numpy as np
+
+    off, hdr, spans, name = _parse_location(location)
+    with _MAPS_LOCK:
+        mm = _chunk_map(name)
+        end = max([off + hdr, *[o + n for o, n in spans]])
+        if end > len(mm):
+            raise ValueError(f"arena location outside chunk {name}")
+        header = mm[off:off + hdr]
+    region = np.frombuffer(mm, np.uint8, count=end - off, offset=off)
+    return header, [region[o - off:o - off + n] for o, n in spans], region

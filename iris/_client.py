@@ -287,6 +287,7 @@ class Client:
                 continue
             if task.retries_left > 0:
                 task.retries_left -= 1
+                task.args_kept = None
                 retry.append(task)
             else:
                 self._fail_task(task, WorkerCrashedError(
@@ -295,6 +296,9 @@ class Client:
         self.ready.extendleft(reversed(retry))
         w.inflight.clear()
         w.blocked.clear()
+        for slot in w.kept.values():  # its views of our arena died with it
+            self._arena().release(slot)
+        w.kept.clear()
         for actor in list(self.actors.values()):
             if actor.worker_id == wid:
                 self._actor_lost(actor, reason)
@@ -626,11 +630,25 @@ class Client:
             log.warning("dropped a malformed notice from worker %s: %s", w.worker_id, exc)
             return
         tid = body.get("task_id")
-        if body.get("op") == "blocked" and tid in w.inflight:
+        op = body.get("op")
+        if op == "blocked" and tid in w.inflight:
             if body.get("blocked"):
                 w.blocked.add(tid)
             else:
                 w.blocked.discard(tid)
+        elif op == "arena" and isinstance(tid, int):
+            # A task kept views of arguments it read in place from our arena: their space
+            # is reused only once the worker says the last view is gone.
+            if body.get("kept"):
+                task = w.inflight.get(tid)
+                if task is not None:
+                    task.args_kept = w
+            else:
+                slot = w.kept.pop(tid, None)
+                if slot is not None:
+                    self._arena().release(slot)
+                elif (task := w.inflight.get(tid)) is not None:
+                    task.args_kept = None  # let go before its result got here
 
     def _complete(self, task: _Task, rec: ResultRecord) -> None:
         self.avg_exec_s = self.avg_exec_s * 0.9 + rec.exec_ns * 1e-10 if self.avg_exec_s \
@@ -709,7 +727,11 @@ class Client:
             release_segment(task.args_segment)
             task.args_segment = None
         if task.args_slot is not None:
-            self._arena().release(task.args_slot)
+            if task.args_kept is not None and self.workers.get(
+                    task.args_kept.worker_id) is task.args_kept:
+                task.args_kept.kept[task.oids[0]] = task.args_slot  # released on its word
+            else:
+                self._arena().release(task.args_slot)
             task.args_slot = None
         task.deps = None
         if task.pinned:

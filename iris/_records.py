@@ -70,6 +70,7 @@ class TaskEntry:
     args_slot: Any = None  # an ArenaSlot holding the arguments, released when done
     actor: ActorRecord | None = None  # the actor this task creates or calls
     role: int = 0  # CALL, CREATE or KILL (for actor tasks)
+    args_kept: WorkerLink | None = None  # the worker that kept views of args_slot
 
 
 CALL, CREATE, KILL = 0, 1, 2
@@ -111,6 +112,8 @@ class WorkerLink:
     defined: set[int] = field(default_factory=set)
     # In-flight tasks that told us they are blocked in get: they do not count as load.
     blocked: set[int] = field(default_factory=set)
+    # Arena slots of finished tasks whose arguments it still views, by task id.
+    kept: dict[int, Any] = field(default_factory=dict)
 
     def load(self) -> int:
         return len(self.inflight) - len(self.blocked)

@@ -13,7 +13,7 @@ import pytest
 
 import iris
 from iris import _serialization as s
-from iris._arena import Arena, read_arena
+from iris._arena import Arena, read_arena, view_arena
 from iris._store import SHM_DIR
 
 
@@ -145,3 +145,66 @@ def test_a_full_shared_memory_means_inline_not_a_crash(tmp_path) -> None:
         assert written > 0 and refused > 0  # one chunk fit in 2 MiB, a second did not
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_values_are_read_in_place_and_the_region_outlives_its_views(arena: Arena) -> None:
+    import gc
+    import weakref
+
+    a = np.arange(5000, dtype=np.float64)
+    slot = arena.write(*s.dumps(((a,), {})))
+    assert slot is not None
+    header, views, region = view_arena(slot.location)
+    (b,), _ = pickle.loads(header, buffers=views)
+    del views
+    np.testing.assert_array_equal(a, b)
+    assert not b.flags.writeable
+    gone: list[int] = []
+    weakref.finalize(region, gone.append, 1)
+    del region
+    view = b[10:20]
+    del b
+    gc.collect()
+    assert not gone  # a view of the argument still reads the region
+    assert view[0] == 10.0
+    del view
+    assert gone == [1]
+
+
+def test_an_argument_a_task_keeps_is_not_reused_until_let_go(cluster: iris.ClusterContext
+                                                            ) -> None:
+    from iris import _api
+    from iris.testing import wait_until
+
+    @iris.remote
+    class Keeper:
+        def __init__(self) -> None:
+            self.kept = None
+
+        def keep(self, a: np.ndarray) -> float:
+            self.kept = a[100:200]  # a view into the owner's arena, read in place
+            return float(a.sum())
+
+        def total(self) -> float:
+            return float(self.kept.sum()) if self.kept is not None else -1.0
+
+        def drop(self) -> None:
+            self.kept = None
+
+    k = Keeper.remote()
+    assert iris.get(k.keep.remote(np.ones(5000))) == 5000.0
+    client = _api._client
+    wait_until(lambda: any(w.kept for w in client.workers.values()), 10, "slot kept")
+    # Plenty of other medium arguments: the arena's space is reused, but not the kept part.
+    total = iris.remote(lambda a: float(a[0]))
+    for rnd in range(3):
+        refs = [total.remote(np.full(5000, float(i))) for i in range(500)]
+        assert iris.get(refs) == [float(i) for i in range(500)]
+        assert iris.get(k.total.remote()) == 100.0
+    iris.get(k.drop.remote())
+    wait_until(lambda: not any(w.kept for w in client.workers.values()), 10,
+               "the worker says the kept views are gone")
+    arena = client.arena
+    assert arena is not None
+    wait_until(lambda: all(c.live == 0 for c in arena.chunks), 10, "every slot released")
+    iris.kill(k)

@@ -27,7 +27,9 @@ import pickle
 import sys
 import threading
 import time
+import weakref
 from collections import deque
+from functools import partial
 from typing import Any
 
 # Imported at boot, which overlaps the daemon's own start, rather than by the first task's
@@ -36,6 +38,7 @@ import cloudpickle  # noqa: F401
 import zmq
 
 from iris import _context
+from iris._arena import view_arena
 from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     MsgType,
@@ -54,12 +57,12 @@ from iris._protocol import (
 from iris._reactor import Reactor
 from iris._refs import ResolvedArg, collect_refs, export_refs
 from iris._serialization import NO_ARGS as _NO_ARGS
-from iris._serialization import dumps, nbytes
+from iris._serialization import dumps, loads, nbytes
 from iris._store import host_id
 from iris._stream import StreamLink, StreamListener, link_key
 from iris._transport import Credentials, bind_server, connect_client, drain_router
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
-from iris.exceptions import ProtocolError
+from iris.exceptions import ObjectLostError, ProtocolError
 
 __all__ = ["WorkerProcess", "main"]
 
@@ -182,9 +185,12 @@ class WorkerProcess:
                 peer, rec = queue.popleft()
                 self.active += 1
             self.local.task = (peer, rec.task_id)
-            result = self._execute(peer, rec)
+            result, region = self._execute(peer, rec)
             self.local.task = None
             with lock:
+                if region is not None and sys.getrefcount(region) > 2:
+                    self._kept(peer, rec.task_id, region)  # the task kept some of it
+                region = None
                 self.active -= 1
                 self.done.append((peer, result))
                 if loop.leader != me:
@@ -330,16 +336,41 @@ class WorkerProcess:
             fn = self.funcs[func_id] = pickle.loads(blob)
         return fn
 
-    def _execute(self, peer: Any, rec: TaskRecord) -> ResultRecord:
+    def _kept(self, peer: Any, task_id: int, region: Any) -> None:
+        """A task kept (views of) arguments it read in place from its owner's arena: tell
+        the owner not to reuse them, and tell it again when the last view is gone."""
+        self._send(peer, encode_control(MsgType.REQUEST, {
+            "op": "arena", "task_id": task_id, "kept": True}))
+        weakref.finalize(region, self._arena_released, peer, task_id)
+
+    def _arena_released(self, peer: Any, task_id: int) -> None:
+        """(A finalizer: any thread, any time.) The views of a kept argument are gone."""
+        frames = encode_control(MsgType.REQUEST, {"op": "arena", "task_id": task_id,
+                                                  "kept": False})
+        self.loop.call_soon_threadsafe(partial(self._send, peer, frames))
+
+    def _execute(self, peer: Any, rec: TaskRecord) -> tuple[ResultRecord, Any]:
+        """Run one task; returns its result and, if its arguments were read in place from
+        an arena, the region they view (to see whether the task kept any of them)."""
         t0 = time.perf_counter_ns()
         self.tasks_run += 1
+        region = None
         try:
             fn = self.funcs.get(rec.func_id) or self._function(rec.func_id)
             a = rec.args
             if a.kind == ValueKind.INLINE and a.data == _NO_ARGS and not a.buffers:
                 result = fn()  # the commonest call of all: nothing to unpickle
             else:
-                args, kwargs = from_value(a)
+                if a.kind == ValueKind.ARENA:
+                    try:
+                        header, views, region = view_arena(a.data)
+                    except (OSError, ValueError) as err:
+                        raise ObjectLostError(f"arguments in a shared-memory arena "
+                                              f"unreadable: {err}") from None
+                    args, kwargs = loads(header, views)
+                    del views
+                else:
+                    args, kwargs = from_value(a)
                 if rec.resolved:
                     args, kwargs = _substitute(args, kwargs, rec.resolved)
                 result = fn(*args, **kwargs)
@@ -353,7 +384,7 @@ class WorkerProcess:
             # Skip _execute's own frame when the error came from the user's function.
             user = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
             values = [error_value(exc, 1 if user else 0)]
-        return ResultRecord(rec.task_id, values, time.perf_counter_ns() - t0)
+        return ResultRecord(rec.task_id, values, time.perf_counter_ns() - t0), region
 
     def _result_values(self, peer: Any, rec: TaskRecord, result: Any) -> list[Value]:
         n = rec.num_returns
