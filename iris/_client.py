@@ -70,7 +70,13 @@ from iris._records import TaskEntry as _Task
 from iris._records import WorkerLink as _Worker
 from iris._refs import ObjectRef, ResolvedArg, collect_refs, set_resolver
 from iris._serialization import NO_ARGS as _NO_ARGS
-from iris._serialization import describe_unpicklable, dumps, dumps_plain, nbytes
+from iris._serialization import (
+    describe_unpicklable,
+    dumps,
+    dumps_arrays,
+    dumps_plain,
+    nbytes,
+)
 from iris._store import clear_pool, host_id, release_segment
 from iris._stream import StreamLink, link_key
 from iris._transport import (
@@ -910,7 +916,9 @@ class Client:
             args = tuple([_placeholder(a, deps) for a in args])
             kwargs = {k: _placeholder(v, deps) for k, v in kwargs.items()}
         payload = (args, kwargs)
-        plain = dumps_plain(payload)
+        plain = dumps_arrays(args) if deps is None and not kwargs else None
+        if plain is None:
+            plain = dumps_plain(payload)
         if plain is not None:
             header, buffers = plain
         else:

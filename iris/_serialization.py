@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "describe_unpicklable",
     "dumps",
+    "dumps_arrays",
     "dumps_error",
     "dumps_function",
     "dumps_plain",
@@ -72,6 +73,33 @@ def dumps_plain(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]] | None:
         _ArrayPickler(f, 5, buffer_callback=buffers.append).dump(obj)
         return f.getvalue(), buffers
     return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append), buffers
+
+
+_ARRAY_HEADERS: dict[tuple[tuple[str, tuple[int, ...]], ...], bytes] = {}
+
+
+def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[pickle.PickleBuffer]] | None:
+    """``dumps_plain((args, {}))`` for arguments that are all numeric C-contiguous numpy
+    arrays, else None. The pickle stream of such a call depends only on the arrays'
+    dtypes and shapes (their bytes travel out of band), so it is made once per layout."""
+    np = sys.modules.get("numpy")
+    if np is None or not args:
+        return None
+    key = []
+    for a in args:
+        if type(a) is not np.ndarray or a.dtype.kind not in "biufc" or not a.flags.c_contiguous:
+            return None
+        key.append((a.dtype.str, a.shape))
+    layout = tuple(key)
+    header = _ARRAY_HEADERS.get(layout)
+    if header is None:
+        made = dumps_plain((args, {}))
+        assert made is not None
+        header = made[0]
+        if len(_ARRAY_HEADERS) >= 256:
+            _ARRAY_HEADERS.clear()
+        _ARRAY_HEADERS[layout] = header
+    return header, [pickle.PickleBuffer(a) for a in args]
 
 
 def _reduce_array(a: Any) -> Any:
