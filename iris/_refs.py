@@ -70,6 +70,16 @@ class ObjectRef:
         if self._counted:
             _resolver.incref(self)  # type: ignore[union-attr]
 
+    @classmethod
+    def _owned_new(cls, oid: int, owner: str) -> ObjectRef:
+        """A counted ref whose count its (owning) resolver sets itself: the first ref of a
+        new object, made on the submit path without a round through ``incref``."""
+        ref = cls.__new__(cls)
+        ref.oid = oid
+        ref.owner = owner
+        ref._counted = True
+        return ref
+
     def __del__(self) -> None:
         if self._counted:
             r = _resolver
