@@ -168,7 +168,27 @@ class Arena:
 
 # ---------------------------------------------------------------------- reader side
 
-_MAPS: OrderedDict[str, mmap.mmap] = OrderedDict()
+class _Mapped:
+    """A chunk as this process maps it: the mapping, and a view of it for numpy."""
+
+    __slots__ = ("name", "mm", "mv", "size")
+
+    def __init__(self, name: str, mm: mmap.mmap) -> None:
+        self.name = name
+        self.mm = mm
+        self.mv = memoryview(mm)
+        self.size = len(mm)
+
+    def close(self) -> None:
+        try:
+            self.mv.release()
+            self.mm.close()
+        except BufferError:  # arrays still view it: unmapped when the last one goes
+            pass
+
+
+# Mapped chunks by their raw name (as locations carry it), least recently used first.
+_MAPS: OrderedDict[bytes, _Mapped] = OrderedDict()
 _MAPS_LOCK = threading.Lock()
 _MAX_MAPS = 32  # an owner's whole arena (512 MiB in 16 MiB chunks): no remapping churn
 _reads = 0
@@ -182,53 +202,49 @@ def remove_arenas_of(cluster_id: str, pid: int) -> int:
 def _forget_unlinked() -> None:
     """Drop cached mappings of chunks whose owner unlinked them (lock held): a mapping
     would keep their memory alive for as long as this process lives."""
-    for name in [n for n in _MAPS if not os.path.exists(os.path.join(SHM_DIR, n))]:
-        _close_map(_MAPS.pop(name))
+    for raw in [r for r, m in _MAPS.items()
+                if not os.path.exists(os.path.join(SHM_DIR, m.name))]:
+        _MAPS.pop(raw).close()
 
 
-def _parse_location(location: bytes | memoryview) -> tuple[int, int, list[tuple[int, int]], str]:
+def _parse_location(location: bytes | memoryview) -> tuple[int, int, list[tuple[int, int]], bytes]:
     data = bytes(location)
     try:
         off, hdr, nbufs = _LOC.unpack_from(data, 0)
         pos = _LOC.size + nbufs * _SPAN.size
         spans = [_SPAN.unpack_from(data, _LOC.size + i * _SPAN.size) for i in range(nbufs)]
-        name = data[pos:].decode()
-    except (struct.error, UnicodeDecodeError) as exc:
+    except struct.error as exc:
         raise ValueError(f"malformed arena location: {exc}") from None
-    if "/" in name or not name.startswith("iris-") or "-arena-" not in name:
-        raise ValueError(f"bad arena chunk name {name!r}")
-    return off, hdr, spans, name
+    return off, hdr, spans, data[pos:]
 
 
-def _close_map(mm: mmap.mmap) -> None:
-    try:
-        mm.close()
-    except BufferError:  # arrays still view it: unmapped when the last one goes
-        pass
-
-
-def _chunk_map(name: str) -> mmap.mmap:
-    """The mapping of chunk ``name`` (lock held): cached, else mapped now."""
+def _chunk(raw: bytes) -> _Mapped:
+    """The mapping of the chunk named ``raw`` (lock held): cached, else mapped now."""
     global _reads
     _reads += 1
     if _reads % 256 == 0:
         _forget_unlinked()
-    mm = _MAPS.get(name)
-    if mm is None:
-        fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
-        try:
-            # Populated: every page mapped now, in one go, instead of a fault per page
-            # at each read (a fault costs several µs on a VM).
-            mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                           prot=mmap.PROT_READ)
-        finally:
-            os.close(fd)
-        _MAPS[name] = mm
-        while len(_MAPS) > _MAX_MAPS:
-            _close_map(_MAPS.popitem(last=False)[1])
-    else:
-        _MAPS.move_to_end(name)
-    return mm
+    m = _MAPS.get(raw)
+    if m is not None:
+        _MAPS.move_to_end(raw)
+        return m
+    try:
+        name = raw.decode()
+    except UnicodeDecodeError:
+        raise ValueError("malformed arena location: the chunk name is not UTF-8") from None
+    if "/" in name or not name.startswith("iris-") or "-arena-" not in name:
+        raise ValueError(f"bad arena chunk name {name!r}")
+    fd = os.open(os.path.join(SHM_DIR, name), os.O_RDONLY)
+    try:
+        # Populated: every page mapped now, in one go, instead of a fault per page at each
+        # read (a fault costs several µs on a VM).
+        mm = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    m = _MAPS[raw] = _Mapped(name, mm)
+    while len(_MAPS) > _MAX_MAPS:
+        _MAPS.popitem(last=False)[1].close()
+    return m
 
 
 def read_arena(location: bytes | memoryview) -> tuple[bytes, list[bytes]]:
@@ -238,12 +254,12 @@ def read_arena(location: bytes | memoryview) -> tuple[bytes, list[bytes]]:
         FileNotFoundError: the chunk is gone (its owner left).
         ValueError: the location is malformed or points outside the chunk.
     """
-    off, hdr, spans, name = _parse_location(location)
+    off, hdr, spans, raw = _parse_location(location)
     with _MAPS_LOCK:
-        mm = _chunk_map(name)
-        size = len(mm)
-        if off + hdr > size or any(o + n > size for o, n in spans):
-            raise ValueError(f"arena location outside chunk {name}")
+        m = _chunk(raw)
+        if off + hdr > m.size or any(o + n > m.size for o, n in spans):
+            raise ValueError(f"arena location outside chunk {m.name}")
+        mm = m.mm
         return mm[off:off + hdr], [mm[o:o + n] for o, n in spans]
 
 
@@ -262,12 +278,17 @@ def view_arena(location: bytes | memoryview) -> tuple[bytes, list[Any], Any]:
     """
     import numpy as np
 
-    off, hdr, spans, name = _parse_location(location)
+    off, hdr, spans, raw = _parse_location(location)
+    end = off + hdr
+    for o, n in spans:
+        if o + n > end:
+            end = o + n
     with _MAPS_LOCK:
-        mm = _chunk_map(name)
-        end = max([off + hdr, *[o + n for o, n in spans]])
-        if end > len(mm):
-            raise ValueError(f"arena location outside chunk {name}")
-        header = mm[off:off + hdr]
-    region = np.frombuffer(mm, np.uint8, count=end - off, offset=off)
+        m = _chunk(raw)
+        if end > m.size or off > end:
+            raise ValueError(f"arena location outside chunk {m.name}")
+        header = m.mm[off:off + hdr]
+        # Made from the mapping's memoryview (not from another array), so that numpy
+        # makes this region the base of every array unpickled from it.
+        region = np.frombuffer(m.mv, np.uint8, end - off, off)
     return header, [region[o - off:o - off + n] for o, n in spans], region
