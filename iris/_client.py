@@ -123,6 +123,11 @@ _BURST_FLUSH_S = 0.001
 _PIN_GRACE_S = 1.0
 # Arguments from this size up to the inline threshold go through the shared-memory arena.
 _ARENA_MIN = 16 * 1024
+# A task's arguments as submit prepares them: header, buffers, deps, pinned, and where they
+# travel from (args_value, args_segment, args_slot; None, None, None when inline).
+_Prepared = tuple[bytes, list[Any], "list[ObjectRef] | None", list[ObjectRef], "Value | None",
+                  "str | None", Any]
+_NO_ARGS_PREPARED: _Prepared = (_NO_ARGS, [], None, [], None, None, None)
 # A worker whose local link closed is dropped for good after this long, if the head has
 # not said why by then.
 _LINK_GRACE_S = 2.0
@@ -929,74 +934,9 @@ class Client:
         """Queue a task; returns one ObjectRef per return value. Any thread."""
         if self.closed:
             raise IrisError("this iris client is shut down")
-        pinned: list[ObjectRef] = []
-        if not args and not kwargs:  # the commonest call of all: nothing to look at
-            return self._enqueue(func, _NO_ARGS, [], None, pinned, num_returns, max_retries,
-                                 None, None, None, actor, role)
-        deps: list[ObjectRef] | None = None
-        for a in args:
-            if type(a) is ObjectRef:
-                deps = []
-                break
-        else:
-            if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
-                deps = []
-        if deps is not None:
-            args = tuple([_placeholder(a, deps) for a in args])
-            kwargs = {k: _placeholder(v, deps) for k, v in kwargs.items()}
-        payload = (args, kwargs)
-        plain = dumps_arrays(args) if deps is None and not kwargs else None
-        if plain is None:
-            plain = dumps_plain(payload)
-        if plain is not None:
-            header, buffers = plain
-        else:
-            with collect_refs() as pinned:
-                try:
-                    header, buffers = dumps(payload)
-                except TypeError:
-                    raise TypeError(f"{func.name}.remote(): "
-                                    f"{describe_unpicklable(args, kwargs)}") from None
-        args_value = args_segment = args_slot = None
-        if buffers or len(header) >= _ARENA_MIN:
-            # Take the arguments' bytes now: the caller may change its arrays right after
-            # .remote() returns. Large ones go to a shared-memory segment at once, medium
-            # ones into the arena (when a worker is on this machine), small ones are copied.
-            size = len(header) + nbytes(buffers)
-            if size >= self.threshold:
-                args_segment = self._segment_name()
-                args_value = pack(header, buffers, self.threshold, args_segment)
-                header, buffers = b"", []
-            elif size >= _ARENA_MIN and self.local_workers and (
-                    args_slot := self._arena().write(header, buffers)) is not None:
-                args_value = Value(ValueKind.ARENA, args_slot.location)
-                header, buffers = b"", []
-            else:
-                buffers = [bytes(b) for b in buffers]  # type: ignore[misc]
-        return self._enqueue(func, header, buffers, deps, pinned, num_returns, max_retries,
-                             args_value, args_segment, args_slot, actor, role)
-
-    def _enqueue(self, func: FunctionInfo, header: bytes, buffers: list[Any],
-                 deps: list[ObjectRef] | None, pinned: list[ObjectRef], num_returns: int,
-                 max_retries: int, args_value: Value | None, args_segment: str | None,
-                 args_slot: Any, actor: ActorRecord | None = None,
-                 role: int = CALL) -> list[ObjectRef]:
-        """Make a serialized task's objects and refs, and queue or send it."""
-        objects, address, where = self.objects, self.address, func.label
-        if num_returns == 1:
-            oid = next(self.oids)
-            oids = [oid]
-            objects[oid] = _Object(where)
-            # A new object: nobody else can count it yet, so no lock for its first ref.
-            self.refcounts[(address, oid)] = 1
-            refs = [ObjectRef._owned_new(oid, address)]
-        else:
-            oids = [next(self.oids) for _ in range(num_returns)]
-            for oid in oids:
-                objects[oid] = _Object(where)
-            refs = [ObjectRef(oid, address) for oid in oids]
-        task = _Task(oids, func, header, buffers, deps, pinned, num_returns, max_retries,
-                     args_value, args_segment, args_slot=args_slot, actor=actor, role=role)
+        prepared = _NO_ARGS_PREPARED if not args and not kwargs else self._prepare(
+            func, args, kwargs)
+        task, refs = self._new_task(func, prepared, num_returns, max_retries, actor, role)
         now = time.perf_counter()
         idle_since, self.last_submit = self.last_submit, now
         self.submit_q.append(task)
@@ -1029,6 +969,103 @@ class Client:
                 with self.lock:
                     self.loop.call_later(_BURST_FLUSH_S, self._on_submits)
         return refs
+
+    def submit_many(self, func: FunctionInfo, calls: Sequence[tuple[Any, ...]],
+                    num_returns: int = 1, max_retries: int = 3) -> list[list[ObjectRef]]:
+        """Queue one task per argument tuple in ``calls``, in one go (one pass, one batch per
+        worker); returns each task's refs, in order. Any thread."""
+        if self.closed:
+            raise IrisError("this iris client is shut down")
+        out: list[list[ObjectRef]] = []
+        new_task, prepare = self._new_task, self._prepare
+        for start in range(0, len(calls), _SUBMIT_BATCH):
+            # Batch by batch, so that workers start on the first while the next is made.
+            tasks: list[_Task] = []
+            try:
+                for args in calls[start:start + _SUBMIT_BATCH]:
+                    prepared = _NO_ARGS_PREPARED if not args else prepare(func, args, {})
+                    task, refs = new_task(func, prepared, num_returns, max_retries, None, CALL)
+                    tasks.append(task)
+                    out.append(refs)
+            except BaseException:
+                # This batch is not submitted: let go of what its tasks hold. (Earlier
+                # batches run; their refs die with the exception.)
+                with self.lock:
+                    for task in tasks:
+                        self._finish_task(task)
+                raise
+            self.last_submit = time.perf_counter()
+            self.submit_q.extend(tasks)
+            with self.lock:
+                self.loop.poll_now()
+                self._on_submits()
+        return out
+
+    def _prepare(self, func: FunctionInfo, args: tuple[Any, ...], kwargs: dict[str, Any]
+                 ) -> _Prepared:
+        """A call's arguments as a task carries them: pickled (top-level refs replaced by
+        placeholders, refs inside containers pinned) and placed (inline, arena, segment)."""
+        pinned: list[ObjectRef] = []
+        deps: list[ObjectRef] | None = None
+        for a in args:
+            if type(a) is ObjectRef:
+                deps = []
+                break
+        else:
+            if kwargs and any(type(v) is ObjectRef for v in kwargs.values()):
+                deps = []
+        if deps is not None:
+            args = tuple([_placeholder(a, deps) for a in args])
+            kwargs = {k: _placeholder(v, deps) for k, v in kwargs.items()}
+        plain = dumps_arrays(args) if deps is None and not kwargs else None
+        if plain is None:
+            plain = dumps_plain((args, kwargs))
+        if plain is not None:
+            header, buffers = plain
+        else:
+            with collect_refs() as pinned:
+                try:
+                    header, buffers = dumps((args, kwargs))
+                except TypeError:
+                    raise TypeError(f"{func.name}.remote(): "
+                                    f"{describe_unpicklable(args, kwargs)}") from None
+        if not buffers and len(header) < _ARENA_MIN:
+            return header, [], deps, pinned, None, None, None
+        # Take the arguments' bytes now: the caller may change its arrays right after
+        # .remote() returns. Large ones go to a shared-memory segment at once, medium ones
+        # into the arena (when a worker is on this machine), small ones are copied.
+        size = len(header) + nbytes(buffers)
+        if size >= self.threshold:
+            segment = self._segment_name()
+            return b"", [], deps, pinned, pack(header, buffers, self.threshold, segment), \
+                segment, None
+        if size >= _ARENA_MIN and self.local_workers and (
+                slot := self._arena().write(header, buffers)) is not None:
+            return b"", [], deps, pinned, Value(ValueKind.ARENA, slot.location), None, slot
+        return header, [bytes(b) for b in buffers], deps, pinned, None, None, None
+
+    def _new_task(self, func: FunctionInfo, prepared: _Prepared, num_returns: int,
+                  max_retries: int, actor: ActorRecord | None, role: int
+                  ) -> tuple[_Task, list[ObjectRef]]:
+        """A task's entry, its objects and their refs (not queued yet)."""
+        objects, address, where = self.objects, self.address, func.label
+        if num_returns == 1:
+            oid = next(self.oids)
+            oids = [oid]
+            objects[oid] = _Object(where)
+            # A new object: nobody else can count it yet, so no lock for its first ref.
+            self.refcounts[(address, oid)] = 1
+            refs = [ObjectRef._owned_new(oid, address)]
+        else:
+            oids = [next(self.oids) for _ in range(num_returns)]
+            for oid in oids:
+                objects[oid] = _Object(where)
+            refs = [ObjectRef(oid, address) for oid in oids]
+        header, buffers, deps, pinned, args_value, args_segment, args_slot = prepared
+        task = _Task(oids, func, header, buffers, deps, pinned, num_returns,
+                     max_retries, args_value, args_segment, args_slot=args_slot, actor=actor,
+                     role=role)
+        return task, refs
 
     def put(self, value: Any) -> ObjectRef:
         """Store ``value`` in the cluster; returns its ref. Any thread."""

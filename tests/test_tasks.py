@@ -324,6 +324,42 @@ def test_values_read_back_are_read_only_whatever_their_size(cluster: iris.Cluste
     assert not iris.get(iris.put(np.ones(10))).flags.writeable
 
 
+def test_map_submits_one_task_per_item(cluster: iris.ClusterContext) -> None:
+    square = iris.remote(lambda x: x * x)
+    assert iris.get(square.map(range(300))) == [i * i for i in range(300)]
+    add = iris.remote(lambda x, y: x + y)
+    assert iris.get(add.map([1, 2, 3], [10, 20, 30])) == [11, 22, 33]
+    pair = iris.remote(lambda x: (x, -x)).options(num_returns=2)
+    refs = pair.map([1, 2])
+    assert [iris.get(r) for r in refs] == [[1, -1], [2, -2]]
+    assert iris.get(square.map([])) == []
+    # Refs as items are resolved like .remote() arguments.
+    assert iris.get(square.map([iris.put(4), square.remote(3)])) == [16, 81]
+
+
+def test_map_refuses_bad_input_and_submits_nothing(cluster: iris.ClusterContext) -> None:
+    import threading
+
+    import numpy as np
+
+    from iris import _api
+
+    f = iris.remote(lambda x: x)
+    with pytest.raises(ValueError, match="same length"):
+        f.map([1, 2], [1])
+    with pytest.raises(TypeError, match="at least one iterable"):
+        f.map()
+    client = _api._client
+    before = client.object_count()
+    medium = [np.full(4000, float(i)) for i in range(20)]  # arena-sized arguments first
+    with pytest.raises(TypeError, match="lock"):
+        f.map([*medium, threading.Lock()])
+    assert client.object_count() == before
+    arena = client.arena
+    assert arena is None or all(c.live == 0 for c in arena.chunks)
+    assert iris.get(f.map(medium[:3]))[2][0] == 2.0  # and it keeps working
+
+
 def test_exceptions_with_other_init_arguments_keep_their_traceback(
         cluster: iris.ClusterContext) -> None:
     class Odd(Exception):
@@ -349,3 +385,4 @@ def test_refs_from_an_earlier_init_are_lost_not_hung() -> None:
     with local_cluster(num_workers=1):
         with pytest.raises(iris.ObjectLostError, match="earlier iris.init"):
             iris.get(old, timeout=30)
+
