@@ -232,6 +232,48 @@ def zmq_round_trip_us(n: int) -> list[float]:
     return samples
 
 
+def unix_round_trip_us(n: int) -> list[float]:
+    """Raw Unix stream socket echo with a second process, both ends blocking in recv: the
+    floor of iris's same-machine link (which is such a socket, not ZeroMQ)."""
+    import socket
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(prefix="iris-bench-"), "s")
+    code = f"""
+        import socket
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); srv.bind({path!r})
+        srv.listen(1); print("ready", flush=True)
+        c, _ = srv.accept()
+        while True:
+            m = c.recv(65536)
+            if not m or m == b"stop": break
+            c.sendall(m)
+    """
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    payload = b"x" * 64
+    for _ in range(200):
+        s.sendall(payload)
+        s.recv(65536)
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter()
+        s.sendall(payload)
+        s.recv(65536)
+        samples.append((time.perf_counter() - t) * 1e6)
+    s.sendall(b"stop")
+    s.close()
+    proc.wait(10)
+    proc.stdout.close()
+    os.unlink(path)
+    os.rmdir(os.path.dirname(path))
+    return samples
+
+
 def _pct(samples: list[float], q: float) -> float:
     s = sorted(samples)
     return s[min(len(s) - 1, int(q * len(s)))]
@@ -252,6 +294,8 @@ def bench_round_trip(iris: Any, n: int) -> None:
     z = zmq_round_trip_us(n)
     record("round trip median", "raw zmq", statistics.median(z), "µs")
     record("round trip p99", "raw zmq", _pct(z, 0.99), "µs")
+    u = unix_round_trip_us(n)
+    record("round trip median", "raw unix socket", statistics.median(u), "µs")
     with cf.ProcessPoolExecutor(WORKERS) as ex:
         ex.submit(_noop).result()
         ps = []
