@@ -395,11 +395,13 @@ def decode_results(msg: Message) -> list[ResultRecord]:
     unpack1 = _RESULT_VALUE.unpack_from
     size1 = _RESULT_VALUE.size
     for _ in range(count):
-        if off + _RESULT.size > plen:
+        if off + size1 <= plen:  # one unpack for the common record of a single value
+            task_id, exec_ns, nval, kind, nb, dlen = unpack1(p, off)
+        elif off + _RESULT.size <= plen:
+            task_id, exec_ns, nval = _RESULT.unpack_from(p, off)
+        else:
             raise ProtocolError("result record truncated")
-        task_id, exec_ns, nval = _RESULT.unpack_from(p, off)
         if nval == 1 and off + size1 <= plen:
-            _, _, _, kind, nb, dlen = unpack1(p, off)
             off += size1
             if kind > ValueKind.REFS or off + dlen > plen or bi + nb > nbufs:
                 raise ProtocolError("result value is malformed or truncated")
