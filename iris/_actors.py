@@ -27,12 +27,13 @@ from iris._api import _client_for_call
 from iris._records import CALL, CREATE, KILL, ActorRecord, FunctionInfo
 from iris._refs import ObjectRef
 from iris._remote import check_int, check_known, check_num_cpus
-from iris.exceptions import ActorDiedError
+from iris.exceptions import ActorDiedError, IrisError
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "get_actor", "kill"]
 
 _OPTIONS = ("max_restarts", "name", "lifetime", "num_cpus")
 _PLACEMENT_WAIT_S = 30.0
+_KILL_WAIT_S = 5.0  # how long shutdown waits for the kills of the actors a client made
 
 # Named actors made by this process: name -> handle (cleared when iris shuts down).
 _named: dict[str, ActorHandle] = {}
@@ -45,10 +46,9 @@ def _check_options(opts: dict[str, Any]) -> dict[str, Any]:
     name = opts.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"an actor's name must be a non-empty str, got {name!r}")
-    if opts.get("lifetime") not in (None, "non_detached"):
-        raise NotImplementedError(
-            f"lifetime={opts['lifetime']!r}: detached actors (outliving their creator) are "
-            f"not supported yet; an actor lives as long as the process that created it")
+    if opts.get("lifetime") not in (None, "non_detached", "detached"):
+        raise ValueError(f"lifetime must be 'detached' or 'non_detached', got "
+                         f"{opts['lifetime']!r}")
     check_num_cpus(opts.get("num_cpus", 1))
     return opts
 
@@ -98,13 +98,22 @@ class ActorClass:
 
         client = _client_for_call(self.__name__)
         name = self._options.get("name")
+        detached = self._options.get("lifetime") == "detached"
         actor_id = secrets.token_hex(8)
         label = name or f"{self.__name__}#{actor_id[:6]}"
         blob = dumps_function(CreateActor(actor_id, self._cls))
         create = FunctionInfo(_function_id(blob), blob, f"{self.__name__}.__init__")
         record = ActorRecord(actor_id, label, self._options.get("max_restarts", 0))
+        record.registered = name is not None
+        record.detached = detached
         handle = ActorHandle(actor_id, client.address, None, label, self._methods)
         handle._record = record
+        methods = sorted(self._methods)
+
+        def registration() -> dict[str, Any]:
+            return {"op": "actor.register", "name": name, "actor_id": actor_id,
+                    "worker_id": record.worker_id, "detached": detached,
+                    "methods": methods, "cls": self.__qualname__}
 
         def submit_creation() -> None:
             # Placed now, on the least-loaded worker known (if any): handles sent to tasks
@@ -112,6 +121,11 @@ class ActorClass:
             record.worker_id = client.pick_worker()
             record.creation = client.submit(create, args, kwargs, 1, 0, actor=record,
                                             role=CREATE)[0]
+
+        def restart() -> None:  # on the reactor's thread: the head is told, not asked
+            submit_creation()
+            if name is not None and record.worker_id is not None:
+                client.tell_head(registration())
 
         # Right after iris.init() the workers are still starting: wait for one, so that the
         # actor is placed now and its handle, sent to tasks at once, names its worker.
@@ -122,10 +136,31 @@ class ActorClass:
                 if old is not None and old.dead is None and not old.killing:
                     raise ValueError(f"an actor named {name!r} exists already; "
                                      f"iris.get_actor({name!r}) returns it")
+                # The name is the cluster's: claim it at the head before making the actor.
+                record.worker_id = client.pick_worker()
+                if record.worker_id is None:
+                    raise IrisError(f"no worker to place the actor {name!r} on (the cluster "
+                                    f"has none after {_PLACEMENT_WAIT_S:.0f} s)")
+                reply = client.head_request(registration())
+                if reply.get("conflict"):
+                    raise ValueError(f"an actor named {name!r} exists already in the "
+                                     f"cluster; iris.get_actor({name!r}) returns it")
+                if "error" in reply:
+                    raise IrisError(f"the head refused the actor name {name!r}: "
+                                    f"{reply['error']}")
             with client.lock:
-                submit_creation()  # raises (e.g. unpicklable arguments): nothing is kept
+                worker_id = record.worker_id
+                try:
+                    submit_creation()  # raises (e.g. unpicklable arguments): nothing is kept
+                except BaseException:
+                    if name is not None:
+                        client.tell_head({"op": "actor.unregister", "name": name,
+                                          "actor_id": actor_id})
+                    raise
+                if name is not None and record.worker_id != worker_id:
+                    client.tell_head(registration())  # placed elsewhere than claimed
                 client.actors[actor_id] = record
-                record.restart = submit_creation
+                record.restart = restart
             if name is not None:
                 _named[name] = handle
         return handle
@@ -184,10 +219,11 @@ class ActorHandle:
         return record
 
     def _call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-              num_returns: int, role: int = CALL) -> list[ObjectRef]:
+              num_returns: int, role: int = CALL, client: Any = None) -> list[ObjectRef]:
         from iris.worker._actor_host import CallActor
 
-        client = _client_for_call(f"{self._name}.{method}")
+        if client is None:
+            client = _client_for_call(f"{self._name}.{method}")
         record = self._resolve(client)
         info = record.methods.get(method)
         if info is None:
@@ -227,17 +263,26 @@ class ActorMethod:
 
 
 def get_actor(name: str) -> ActorHandle:
-    """The handle of the live actor created with ``options(name=name)`` in this process.
+    """The handle of the live actor created with ``options(name=name)``, by this process or
+    any other client of the cluster.
 
     Raises:
         ValueError: no live actor has that name.
     """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an actor's name is a non-empty str, got {name!r}")
     with _named_lock:
         handle = _named.get(name)
-    if handle is None or (handle._record is not None and handle._record.dead is not None):
-        raise ValueError(f"no actor named {name!r} (names are given with "
+    if handle is not None and (handle._record is None or handle._record.dead is None):
+        return handle
+    client = _client_for_call("iris.get_actor()")
+    reply = client.head_request({"op": "actor.lookup", "name": name})
+    if not reply.get("found"):
+        raise ValueError(f"no actor named {name!r} in the cluster (names are given with "
                          f"Cls.options(name=...).remote())")
-    return handle
+    found = ActorHandle(str(reply["actor_id"]), "", str(reply["worker_id"]), name,
+                        set(reply.get("methods") or []) or None)
+    return found
 
 
 def kill(actor: ActorHandle) -> None:
@@ -259,6 +304,8 @@ def kill(actor: ActorHandle) -> None:
     # In line after the calls already made: they run, then the worker drops the instance,
     # and every later call fails with ActorDiedError (see Client._release_calls).
     actor._call(KILL_METHOD, (), {}, 1, role=KILL)
+    client.tell_head({"op": "actor.unregister", "name": actor._name,
+                      "actor_id": actor._actor_id})  # if it has a cluster-wide name
     with _named_lock:
         for name, handle in list(_named.items()):
             if handle._actor_id == actor._actor_id:
@@ -269,3 +316,29 @@ def _forget_names() -> None:
     """Called by ``iris.shutdown()``: names die with the cluster connection."""
     with _named_lock:
         _named.clear()
+
+
+def _kill_owned(client: Any) -> None:
+    """Called by ``iris.shutdown()`` of a client that joined a cluster: the actors it made
+    die with it, unless they are detached (those live on in their workers, reachable by
+    name). Their calls already made run first."""
+    from iris.worker._actor_host import KILL as KILL_METHOD
+
+    with client.lock:
+        owned = [r for r in client.actors.values()
+                 if r.restart is not None and not r.detached and r.dead is None
+                 and not r.killing]
+    refs = []
+    for record in owned:
+        record.killing = True
+        handle = ActorHandle(record.actor_id, client.address, record.worker_id, record.name)
+        handle._record = record
+        try:
+            refs += handle._call(KILL_METHOD, (), {}, 1, role=KILL, client=client)
+        except IrisError:
+            pass  # gone already
+    if refs:
+        try:  # sent, and done, before the client's sockets close
+            client.wait(refs, len(refs), _KILL_WAIT_S)
+        except IrisError:
+            pass

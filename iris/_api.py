@@ -175,11 +175,13 @@ def shutdown() -> None:
     with _lock:
         client, cluster = _client, _cluster
         _client = _cluster = _ctx = None
+    actors = sys.modules.get("iris._actors")
+    if client is not None and cluster is None and actors is not None:
+        actors._kill_owned(client)  # a joined cluster goes on: our actors end with us
     if client is not None:
         client.close()
     if cluster is not None:
         cluster.stop()
-    actors = sys.modules.get("iris._actors")
     if actors is not None:
         actors._forget_names()
 

@@ -160,6 +160,9 @@ class Client:
         self.refcounts: dict[tuple[str, int], int] = {}
         self.ref_lock = threading.RLock()
         self.oids = itertools.count(1)
+        self.head_rids = itertools.count(1)
+        self.head_waiting: set[int] = set()  # request ids of head requests waiting
+        self.head_replies: dict[int, dict[str, Any]] = {}
         self.workers: dict[str, _Worker] = {}
         self.departing: dict[str, _Worker] = {}  # local link closed, removal pending
         self.workers_by_sock: dict[Any, _Worker] = {}
@@ -242,6 +245,11 @@ class Client:
                     body = decode_control(m)
                 except ProtocolError as exc:
                     log.warning("dropped a malformed message from the head: %s", exc)
+                    continue
+                if m.type == MsgType.REPLY:
+                    if m.request_id in self.head_waiting:
+                        self.head_replies[m.request_id] = body
+                        self.settled = True  # wakes the thread waiting for it
                     continue
                 if m.type == MsgType.WELCOME:
                     self.cluster_id = str(body.get("cluster_id", ""))
@@ -423,6 +431,10 @@ class Client:
     def _actor_dead(self, actor: ActorRecord, error: BaseException) -> None:
         if actor.dead is None:
             actor.dead = error
+        if actor.registered:  # its cluster-wide name goes with it
+            actor.registered = False
+            self.tell_head({"op": "actor.unregister", "name": actor.name,
+                            "actor_id": actor.actor_id})
         # Forget it here (its handles keep the record, so their calls fail with the error),
         # and let go of its constructor's arguments.
         if self.actors.get(actor.actor_id) is actor:
@@ -1112,6 +1124,58 @@ class Client:
                 out.append(self._decode(o))
         return out
 
+    def tell_head(self, body: dict[str, Any]) -> None:
+        """Send the head a request whose reply nobody waits for. Any thread."""
+        with self.lock:
+            if not self.closed:
+                self._send(self.head, encode_control(MsgType.REQUEST, body))
+
+    def head_request(self, body: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+        """Ask the head (a ``REQUEST``) and wait for its reply. Any thread.
+
+        Raises:
+            IrisError: no reply within ``timeout_s``, or the client closed meanwhile.
+        """
+        rid = next(self.head_rids)
+        with self.lock:
+            self.head_waiting.add(rid)
+            self._send(self.head, encode_control(MsgType.REQUEST, body, rid))
+        try:
+            if not self._wait_for(lambda: rid in self.head_replies,
+                                  time.monotonic() + timeout_s):
+                raise IrisError(f"no answer from the head to {body.get('op')!r} within "
+                                f"{timeout_s:.0f} s")
+        finally:
+            with self.lock:
+                self.head_waiting.discard(rid)
+                reply = self.head_replies.pop(rid, None)
+        assert reply is not None
+        return reply
+
+    def _wait_for(self, done: Any, deadline: float | None, spin_s: float = 0.0) -> bool:
+        """Lead the reactor (or wait parked) until ``done()``; False at the deadline. Raises
+        IrisError if the client closes meanwhile. Inside a worker, the task gives up its
+        slot while it waits."""
+        block = _context.block_hook
+        blocked = False
+        with self.lock:
+            self.waiters += 1
+        try:
+            if block is not None:
+                block(True)
+                blocked = True
+            while not self.loop.run(until=done, deadline=deadline, spin_s=spin_s):
+                if self.closed or self.loop.stopped:
+                    raise IrisError("iris was shut down while waiting")
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+            return True
+        finally:
+            with self.lock:
+                self.waiters -= 1
+            if blocked and block is not None:
+                block(False)
+
     def _wait_objects(self, objs: list[_Object], count: int, timeout: float | None) -> None:
         n, first = len(objs), [0]
 
@@ -1130,35 +1194,23 @@ class Client:
             with self.lock:
                 self._on_submits()
         deadline = None if timeout is None else time.monotonic() + timeout
-        block = _context.block_hook  # inside a worker: give up its slot while we wait
-        blocked = False
-        with self.lock:
-            self.waiters += 1
+        # Lead the reactor while we wait (or wait parked while another thread leads): the
+        # results are read on this very thread, with no wake-up in between. A synchronous
+        # call of a short task (one in flight, short on average) from a driver: its answer
+        # comes within microseconds, so look for it without going to sleep for a while (a
+        # wake-up costs this VM ~10-30 us). Never in a worker, whose CPU its peers need,
+        # nor while many tasks are in flight.
+        spin = _SPIN_S if (_context.block_hook is None and self.n_inflight == 1
+                           and self.avg_exec_s < _SPIN_S) else 0.0
         try:
-            if block is not None:
-                block(True)
-                blocked = True
-            # Lead the reactor while we wait (or wait parked while another thread leads):
-            # the results are read on this very thread, with no wake-up in between.
-            # A synchronous call of a short task (one in flight, short on average) from a
-            # driver: its answer comes within microseconds, so look for it without going
-            # to sleep for a while (a wake-up costs this VM ~10-30 us). Never in a worker,
-            # whose CPU its peers need, nor while many tasks are in flight.
-            spin = _SPIN_S if (block is None and self.n_inflight == 1
-                               and self.avg_exec_s < _SPIN_S) else 0.0
-            while not self.loop.run(until=done, deadline=deadline, spin_s=spin):
-                if self.closed or self.loop.stopped:
-                    raise IrisError("iris was shut down while waiting for results")
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise GetTimeoutError(
-                        f"get timed out after {timeout} s: "
-                        f"{sum(1 for o in objs if o.state == _PENDING)} of {len(objs)} "
-                        f"objects not ready")
-        finally:
-            with self.lock:
-                self.waiters -= 1
-            if blocked and block is not None:
-                block(False)
+            ready = self._wait_for(done, deadline, spin)
+        except IrisError:
+            raise IrisError("iris was shut down while waiting for results") from None
+        if not ready:
+            raise GetTimeoutError(
+                f"get timed out after {timeout} s: "
+                f"{sum(1 for o in objs if o.state == _PENDING)} of {len(objs)} objects not "
+                f"ready")
 
     def wait(self, refs: Sequence[ObjectRef], num_returns: int, timeout: float | None
              ) -> tuple[list[ObjectRef], list[ObjectRef]]:

@@ -118,8 +118,8 @@ def test_bad_use_gets_clear_errors(cluster: iris.ClusterContext) -> None:
         Counter.options(colour="red")
     with pytest.raises(ValueError, match="max_restarts"):
         Counter.options(max_restarts=-1)
-    with pytest.raises(NotImplementedError, match="detached"):
-        Counter.options(lifetime="detached")
+    with pytest.raises(ValueError, match="lifetime"):
+        Counter.options(lifetime="forever")
     with pytest.raises(TypeError, match="ActorHandle"):
         iris.kill("not an actor")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="num_returns"):

@@ -32,6 +32,7 @@ from iris._protocol import (
 )
 from iris._transport import Credentials, Loop, bind_server, drain_router
 from iris.exceptions import ProtocolError
+from iris.head._actor_names import ActorNames, handle_actor_request
 from iris.head._names import NameTable, handle_request
 
 __all__ = ["HeadService"]
@@ -61,6 +62,7 @@ class HeadService:
         self.nodes: dict[str, _Node] = {}
         self.workers: dict[str, dict[str, Any]] = {}
         self.clients: set[bytes] = set()
+        self.actor_names = ActorNames()  # Ray-style actors' cluster-wide names
         self.names = NameTable()  # cluster-wide actor names (iris.Runtime.register_global)
         self.dropped_frames = 0
 
@@ -127,6 +129,7 @@ class HeadService:
         elif t == MsgType.WORKER_EXITED:
             wid = str(body.get("worker_id"))
             self.workers.pop(wid, None)
+            self.actor_names.drop_worker(wid)  # its actors died with it
             self._broadcast({"kind": "worker_removed", "worker_id": wid,
                              "reason": str(body.get("reason", "exited"))})
         elif t == MsgType.REQUEST:
@@ -151,6 +154,7 @@ class HeadService:
         op = body.get("op")
         if op == "bye":
             self.clients.discard(ident)
+            self.actor_names.drop_owner(ident)  # its actors that are not detached go too
             return
         if op == "status":
             reply: dict[str, Any] = {"cluster_id": self.cluster_id,
@@ -165,6 +169,8 @@ class HeadService:
             self.loop.call_later(0.05, self.loop.stop)
         elif isinstance(op, str) and op.startswith("name."):
             reply = handle_request(self.names, op, body, time.monotonic())
+        elif isinstance(op, str) and op.startswith("actor."):
+            reply = handle_actor_request(self.actor_names, op, body, ident)
         else:
             reply = {"error": f"unknown request {op!r}"}
         self._send(ident, encode_control(MsgType.REPLY, reply, request_id))
@@ -185,6 +191,7 @@ class HeadService:
                 for wid, info in list(self.workers.items()):
                     if info.get("node_id") == node.node_id:
                         del self.workers[wid]
+                        self.actor_names.drop_worker(wid)
                         self._broadcast({"kind": "worker_removed", "worker_id": wid,
                                          "reason": f"node {node.node_id} lost"})
         self.loop.call_later(self.node_ttl_s / 2, self._check_leases)
