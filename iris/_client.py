@@ -564,7 +564,7 @@ class Client:
                 task.header) < _ARENA_MIN:
             # Small inline arguments (the common case): nothing to look at or convert.
             rec = TaskRecord(task.oids[0], task.func.func_id, task.num_returns,
-                             Value(ValueKind.INLINE, task.header, []), [])
+                             Value(ValueKind.INLINE, task.header, ()), ())
         else:
             try:
                 rec = self._task_record(task, w)

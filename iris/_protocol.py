@@ -142,7 +142,8 @@ class Value:
 
     kind: int
     data: bytes | memoryview
-    buffers: list[Any] = field(default_factory=list)
+    # Read-only use only: decoders share one empty tuple between values without buffers.
+    buffers: Sequence[Any] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -153,7 +154,7 @@ class TaskRecord:
     func_id: int
     num_returns: int
     args: Value
-    resolved: list[Value] = field(default_factory=list)
+    resolved: Sequence[Value] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -351,13 +352,13 @@ def decode_tasks(msg: Message) -> list[TaskRecord]:
         off += size
         if kind > ValueKind.REFS or off + dlen > plen or bi + nb > nbufs:
             raise ProtocolError("task record's argument value is malformed or truncated")
-        args = Value(kind, p[off:off + dlen], list(bufs[bi:bi + nb]) if nb else [])
+        args = Value(kind, p[off:off + dlen], list(bufs[bi:bi + nb]) if nb else ())
         off += dlen
         bi += nb
-        resolved = []
+        resolved: list[Value] | tuple[()] = [] if nres else ()
         for _ in range(nres):
             v, off, bi = _get_value(p, off, bufs, bi)
-            resolved.append(v)
+            resolved.append(v)  # type: ignore[union-attr]
         out.append(TaskRecord(task_id, func_id, nret, args, resolved))
     _check_consumed(off, plen, bi, nbufs, "task batch")
     return out
@@ -406,7 +407,7 @@ def decode_results(msg: Message) -> list[ResultRecord]:
             if kind > ValueKind.REFS or off + dlen > plen or bi + nb > nbufs:
                 raise ProtocolError("result value is malformed or truncated")
             out.append(ResultRecord(task_id, [Value(
-                kind, p[off:off + dlen], list(bufs[bi:bi + nb]) if nb else [])], exec_ns))
+                kind, p[off:off + dlen], list(bufs[bi:bi + nb]) if nb else ())], exec_ns))
             off += dlen
             bi += nb
             continue

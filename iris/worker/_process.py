@@ -29,6 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -377,7 +378,7 @@ class WorkerProcess:
             if rec.num_returns == 1 and (type(result) in _SCALARS or (
                     type(result) in _SHORT and len(result) < 4096)):
                 # Nothing inside it to look for (refs, buffers), nothing large.
-                values = [Value(ValueKind.INLINE, pickle.dumps(result, 5), [])]
+                values = [Value(ValueKind.INLINE, pickle.dumps(result, 5), ())]
             else:
                 values = self._result_values(peer, rec, result)
         except BaseException as exc:  # noqa: BLE001  user code may raise anything
@@ -445,7 +446,7 @@ def _result_size(rec: ResultRecord) -> int:
     return sum(len(v.data) for v in rec.values)
 
 
-def _substitute(args: tuple[Any, ...], kwargs: dict[str, Any], resolved: list[Value]
+def _substitute(args: tuple[Any, ...], kwargs: dict[str, Any], resolved: Sequence[Value]
                 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     cache: dict[int, Any] = {}
 
