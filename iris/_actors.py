@@ -126,6 +126,7 @@ class ActorClass:
             submit_creation()
             if name is not None and record.worker_id is not None:
                 client.tell_head(registration())
+            # (Placed later by the scheduler instead: Client._placed tells the head.)
 
         # Right after iris.init() the workers are still starting: wait for one, so that the
         # actor is placed now and its handle, sent to tasks at once, names its worker.
@@ -161,6 +162,8 @@ class ActorClass:
                     client.tell_head(registration())  # placed elsewhere than claimed
                 client.actors[actor_id] = record
                 record.restart = restart
+                if name is not None:
+                    record.reregister = lambda: client.tell_head(registration())
             if name is not None:
                 _named[name] = handle
         return handle

@@ -270,7 +270,7 @@ class Client:
             return
         address = str(info["address"])
         local = str(info.get("local_address") or "")
-        w = _Worker(wid, address, str(info.get("host", "")), None)
+        w = _Worker(wid, address, str(info.get("host", "")), None, info=info)
         sock: Any = None
         if w.host == self.host and local.startswith("unix://"):
             # Same machine: a Unix stream link, read and written by the threads that use
@@ -291,21 +291,47 @@ class Client:
         self.workers[wid] = w
         self.workers_by_sock[sock] = w
 
-    def _remove_worker(self, wid: str, reason: str) -> None:
-        w = self.workers.pop(wid, None) or self.departing.pop(wid, None)
-        if w is None:
-            return
+    def _link_lost(self, w: _Worker) -> None:
+        """Some time after ``w``'s local link closed: if the head has not said the worker
+        died, it lives and only the link broke (it refused a frame, say): link again. What
+        was in flight on the old link is lost: tasks are retried, actor calls fail."""
+        wid = w.worker_id
+        if self.departing.get(wid) is not w:
+            return  # the head said it died: handled then
+        del self.departing[wid]
+        self._detach(w)
+        why = w.sock.why if isinstance(w.sock, StreamLink) else "closed"
+        log.warning("the link to worker %s broke (%s), but the worker lives: linking again",
+                    wid, why)
+        self._lose_inflight(w, f"the link to worker {wid} broke ({why})", died=False)
+        self._add_worker(w.info)
+        new = self.workers.get(wid)
+        if new is not None:
+            new.kept.update(w.kept)  # the worker still views those arguments
+        else:
+            for slot in w.kept.values():
+                self._arena().release(slot)
+        w.kept.clear()
+
+    def _detach(self, w: _Worker) -> None:
+        """Stop using ``w``'s connection (lock held)."""
         self.workers_by_sock.pop(w.sock, None)
         self.local_workers -= w.host == self.host
         self.loop.remove_reader(w.sock)
         w.sock.close(0)
+
+    def _lose_inflight(self, w: _Worker, reason: str, died: bool) -> None:
+        """The results of ``w``'s in-flight tasks will not come: retry the tasks (up to
+        their retries), fail the actor calls."""
         self.n_inflight -= len(w.inflight)
         retry = []
         for task in w.inflight.values():
-            if task.actor is not None:  # a call in flight dies with its actor's worker
+            if task.actor is not None:
                 self._fail_task(task, ActorDiedError(
                     f"actor {task.actor.name} died while running {task.func.name}: "
-                    f"its worker {wid} is gone ({reason})"))
+                    f"its worker {w.worker_id} is gone ({reason})") if died else IrisError(
+                    f"{reason} while it ran {task.func.name}: the call may or may not have "
+                    f"run; the actor lives on"))
                 continue
             if task.retries_left > 0:
                 task.retries_left -= 1
@@ -313,11 +339,20 @@ class Client:
                 retry.append(task)
             else:
                 self._fail_task(task, WorkerCrashedError(
-                    f"worker {wid} died ({reason}) while running task {task.func.name}; "
-                    f"no retries left"))
+                    f"{reason} while it ran task {task.func.name}; no retries left"
+                    if not died else f"worker {w.worker_id} died ({reason}) while running "
+                    f"task {task.func.name}; no retries left"))
         self.ready.extendleft(reversed(retry))
         w.inflight.clear()
         w.blocked.clear()
+
+    def _remove_worker(self, wid: str, reason: str) -> None:
+        w = self.workers.pop(wid, None) or self.departing.pop(wid, None)
+        if w is None:
+            return
+        w.gone = True
+        self._detach(w)
+        self._lose_inflight(w, reason, died=True)
         for slot in w.kept.values():  # its views of our arena died with it
             self._arena().release(slot)
         w.kept.clear()
@@ -403,6 +438,8 @@ class Client:
     def _placed(self, actor: ActorRecord, w: _Worker) -> None:
         """An actor's creation task went to ``w``: its calls follow it there."""
         actor.worker_id = w.worker_id
+        if actor.registered and actor.reregister is not None:
+            actor.reregister()  # a named actor restarted where the scheduler placed it
         pending, actor.pending = actor.pending, deque()
         for task in pending:
             if actor.dead is not None and task.role != KILL:
@@ -573,6 +610,12 @@ class Client:
                 return False
         func = task.func
         if func.func_id not in w.defined:
+            if len(func.blob) + 64 > self.max_frame:
+                self._fail_task(task, ValueError(
+                    f"{func.name} pickles to {len(func.blob)} bytes, more than "
+                    f"max_frame_bytes={self.max_frame} allows in one message: raise "
+                    f"max_frame_bytes, or pass large data as arguments or with iris.put"))
+                return False
             w.defined.add(func.func_id)
             defines.setdefault(w.worker_id, []).extend(encode_define(func.func_id, func.blob))
         w.inflight[task.oids[0]] = task
@@ -670,8 +713,7 @@ class Client:
             # tasks are retried then; should it not come, the link's own reason does.
             del self.workers[w.worker_id]
             self.departing[w.worker_id] = w
-            self.loop.call_later(_LINK_GRACE_S, partial(
-                self._remove_worker, w.worker_id, f"its link closed ({w.sock.why})"))
+            self.loop.call_later(_LINK_GRACE_S, partial(self._link_lost, w))
         if done or self.ready:
             self._dispatch()
 
@@ -779,8 +821,7 @@ class Client:
             release_segment(task.args_segment)
             task.args_segment = None
         if task.args_slot is not None:
-            if task.args_kept is not None and self.workers.get(
-                    task.args_kept.worker_id) is task.args_kept:
+            if task.args_kept is not None and not task.args_kept.gone:
                 task.args_kept.kept[task.oids[0]] = task.args_slot  # released on its word
             else:
                 self._arena().release(task.args_slot)

@@ -81,7 +81,7 @@ class ActorRecord:
 
     __slots__ = ("actor_id", "name", "worker_id", "restarts_left", "dead", "pending",
                  "restart", "methods", "creation", "calls", "killing", "registered",
-                 "detached")
+                 "detached", "reregister")
 
     def __init__(self, actor_id: str, name: str, restarts: int = 0,
                  worker_id: str | None = None) -> None:
@@ -100,6 +100,8 @@ class ActorRecord:
         self.killing = False  # iris.kill was called: later calls fail
         self.registered = False  # its name is registered with the head (cluster-wide)
         self.detached = False  # it outlives the client that made it
+        # Tells the head where a named actor now lives (after a restart placed it).
+        self.reregister: Callable[[], None] | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -117,6 +119,8 @@ class WorkerLink:
     blocked: set[int] = field(default_factory=set)
     # Arena slots of finished tasks whose arguments it still views, by task id.
     kept: dict[int, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # as the head announced it
+    gone: bool = False  # removed for good (it died): nothing of ours lives there
 
     def load(self) -> int:
         return len(self.inflight) - len(self.blocked)

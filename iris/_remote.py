@@ -122,7 +122,8 @@ class RemoteFunction:
 
         Raises:
             ValueError: the iterables are not all of the same length.
-            TypeError: an item's arguments cannot be serialized (nothing is submitted).
+            TypeError: an item's arguments cannot be serialized (its batch of 256 is not
+                submitted; the batches before it were).
 
         Example:
             >>> refs = square.map(range(1000))      # doctest: +SKIP

@@ -85,6 +85,8 @@ def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[pickle.PickleBuffer
     np = sys.modules.get("numpy")
     if np is None or not args:
         return None
+    if len(args) > 1 and len({id(a) for a in args}) != len(args):
+        return None  # one array twice: its stream refers back to one buffer (pickle's memo)
     key = []
     for a in args:
         if type(a) is not np.ndarray or a.dtype.kind not in "biufc" or not a.flags.c_contiguous:

@@ -88,6 +88,10 @@ def _recv_buffer() -> bytearray:
 def _byte_view(frame: Any) -> memoryview:
     mv = memoryview(frame)
     if mv.ndim != 1 or mv.format != "B":
+        if mv.nbytes == 0:
+            return memoryview(b"")  # e.g. an empty 2-d array: cast refuses zeros in shape
+        if not mv.c_contiguous:
+            return memoryview(mv.tobytes())
         mv = mv.cast("B")
     return mv
 
@@ -96,9 +100,10 @@ class StreamLink:
     """One end of an authenticated, framed Unix stream connection.
 
     ``send_multipart`` and ``recv_messages`` mirror how iris uses a ZeroMQ DEALER:
-    messages are lists of frames; frames arrive as ``bytes`` (or a ``bytearray`` when
-    large). Sends never block: what the socket does not take at once waits in the link
-    and goes out when the reactor sees the socket writable.
+    messages are lists of frames; frames arrive as ``bytes``. Sends never block: what the
+    socket does not take at once waits in the link and goes out when the reactor sees the
+    socket writable. When the link closes, for whatever reason, its ``on_input`` callback
+    runs once more (it then finds ``closed`` set).
     """
 
     def __init__(self, sock: socket.socket, key: bytes, reactor: Reactor, *, server: bool,
@@ -119,6 +124,8 @@ class StreamLink:
         self._out: deque[memoryview] = deque()  # bytes the socket has not taken yet
         self._held: list[list[Any]] = []  # messages sent before the link was open
         self._writing = False
+        self._write_failed = ""  # why sending stopped; input is still read until EOF
+        self._on_input = on_input
         self._nonce = os.urandom(_NONCE)
         self._their_nonce = b""
         reactor.add_reader(self, on_input)
@@ -144,12 +151,14 @@ class StreamLink:
     # ------------------------------------------------------------------ sending
     def send_multipart(self, frames: list[Any], copy: bool = False) -> None:
         """Send one message (a list of frames); held until the link is open, dropped if
-        it has closed (like a message to a ZeroMQ peer that went away)."""
+        it has closed or its peer stopped reading (like a message to a ZeroMQ peer that
+        went away)."""
         if self.state != _OPEN:
             if not self.closed:
                 self._held.append(frames)
             return
-        self._send_now(frames)
+        if not self._write_failed:
+            self._send_now(frames)
 
     def _send_now(self, frames: list[Any]) -> None:
         if len(frames) == 1 and type(frames[0]) is bytes and not self._out:
@@ -177,8 +186,12 @@ class StreamLink:
                      else self.sock.sendmsg(part, (), _SEND_FLAGS))
             except (BlockingIOError, InterruptedError):
                 n = 0
-            except OSError as exc:  # the peer went away: nothing more goes through
-                self._close(f"send failed: {exc}")
+            except OSError as exc:
+                # The peer went away: nothing more goes out. What it sent before is still
+                # in our socket: it is read (and the link closed) when its EOF comes.
+                self._write_failed = f"send failed: {exc}"
+                self._out.clear()
+                self._want_write(False)
                 return
             i = 0
             while i < len(part) and n >= part[i].nbytes:
@@ -225,7 +238,7 @@ class StreamLink:
                 self._close(f"receive failed: {exc}")
                 break
             if not n:
-                self._close("closed by the peer")
+                self._close(self._write_failed or "closed by the peer")
                 break
             try:
                 with memoryview(rbuf) as mv:
@@ -268,6 +281,8 @@ class StreamLink:
                     raise ProtocolError(f"a message of {n} frames")
                 if size - pos < 4 + 4 * n:
                     break
+                if n > 2 and self.state != _OPEN:
+                    raise ProtocolError(f"a message of {n} frames before authentication")
                 lens = struct.unpack_from(f"<{n}I", buf, pos + 4)
                 limit = self._max_frame if self.state == _OPEN else _HANDSHAKE_MAX
                 total = 0
@@ -342,6 +357,8 @@ class StreamLink:
             self.sock.close()
         except OSError:
             pass
+        # Whoever reads this link learns it closed at its next turn, whatever closed it.
+        self._reactor.call_soon_threadsafe(self._on_input)
 
     def close(self, linger: int | None = None) -> None:
         """Close the link (``linger`` is accepted for ZeroMQ's signature and ignored)."""

@@ -162,3 +162,26 @@ def test_unknown_names_and_bad_lifetimes(cluster: iris.ClusterContext) -> None:
         iris.get_actor("")
     with pytest.raises(ValueError, match="lifetime"):
         Box.options(lifetime="forever")
+
+
+def test_a_restarted_named_actor_keeps_its_name() -> None:
+    import os
+    import signal
+
+    from iris import _api
+
+    with local_cluster(num_workers=1):  # the restart waits for the replacement worker
+        box = Box.options(name="phoenix", max_restarts=1).remote(1)
+        pid = iris.get(iris.remote(os.getpid).remote())
+        first = iris.get_actor("phoenix")
+        assert iris.get(first.add.remote(1)) == 2
+        old_worker = _api._client.head_request({"op": "actor.lookup", "name": "phoenix"})
+        os.kill(pid, signal.SIGKILL)
+
+        def moved() -> bool:
+            reply = _api._client.head_request({"op": "actor.lookup", "name": "phoenix"})
+            return bool(reply.get("found")) and reply["worker_id"] != old_worker["worker_id"]
+
+        wait_until(moved, 30, "the name follows the actor to its new worker")
+        wait_until(lambda: iris.get(box.add.remote(0), timeout=30) == 1, 30,
+                   "the restarted actor answers")

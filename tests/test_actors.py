@@ -217,6 +217,28 @@ def test_a_ref_an_actor_keeps_outlives_the_callers_own(cluster: iris.ClusterCont
     wait_until(lambda: oid not in client.objects, 30, "the object to be freed with the actor")
 
 
+def test_a_returned_state_is_a_snapshot(cluster: iris.ClusterContext) -> None:
+    import numpy as np
+
+    @iris.remote
+    class State:
+        def __init__(self) -> None:
+            self.buf = np.zeros(5000)  # 40 KB: an inline result with a buffer
+
+        def get(self) -> np.ndarray:
+            return self.buf
+
+        def bump(self) -> None:
+            self.buf += 1
+
+    s = State.remote()
+    pairs = [(s.get.remote(), s.bump.remote()) for _ in range(50)]
+    values = iris.get([g for g, _ in pairs])
+    # Each result is the state when its call ran, whatever the next call did to it after.
+    assert [float(v[0]) for v in values] == [float(i) for i in range(50)]
+    iris.kill(s)
+
+
 def test_an_actor_restarts_after_its_worker_dies(fresh_cluster: iris.ClusterContext) -> None:
     c = Counter.options(max_restarts=1).remote(100)
     assert iris.get(c.incr.remote()) == 101
@@ -248,3 +270,4 @@ def test_an_actor_made_right_after_init_can_be_sent_to_tasks_at_once() -> None:
     with local_cluster(num_workers=2):  # its workers are still starting
         a = Log.remote()
         assert iris.get(call_add.remote(a, "early"), timeout=60) == ["init", "early"]
+

@@ -197,3 +197,13 @@ def test_authenticated_garbage_on_a_local_link_is_dropped(small_frames: iris.Clu
             link.close()
         reactor.close()
     _still_serving()
+
+
+def test_a_function_too_large_for_a_frame_fails_clearly(small_frames: iris.ClusterContext
+                                                         ) -> None:
+    blob = os.urandom(MAX_FRAME * 2)
+    big = iris.remote(lambda: len(blob))
+    with pytest.raises(ValueError, match="max_frame_bytes"):
+        iris.get(big.remote(), timeout=60)
+    _still_serving()  # and no worker was lost over it
+    assert len(_api._client.workers) == 2

@@ -300,3 +300,26 @@ def test_a_resumed_task_is_not_held_behind_a_long_one(tmp_path: object) -> None:
         finally:
             open(gate, "w").close()
         assert iris.get(long, timeout=60) == 0
+
+
+def test_a_broken_local_link_to_a_live_worker_is_made_again(fresh_cluster) -> None:
+    import socket
+
+    from iris import _api
+    from iris._stream import StreamLink
+
+    client = _api._client
+    wait_until(lambda: len(client.workers) == 2, 30, "two workers")
+    w = next(iter(client.workers.values()))
+    old = w.sock
+    assert isinstance(old, StreamLink)
+    with client.lock:
+        old.sock.shutdown(socket.SHUT_RDWR)  # the link breaks; the worker lives on
+    f = iris.remote(lambda x: x * 2)
+    # Meanwhile tasks run on the other worker.
+    assert iris.get([f.remote(i) for i in range(50)], timeout=60) == [2 * i for i in range(50)]
+    wait_until(lambda: w.worker_id in client.workers
+               and client.workers[w.worker_id].sock is not old, 20, "linked again")
+    assert old.closed and len(client.workers) == 2
+    assert iris.get([f.remote(i) for i in range(200)], timeout=60) == [
+        2 * i for i in range(200)]

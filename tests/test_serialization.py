@@ -67,3 +67,32 @@ def test_unpicklable_exception_is_replaced() -> None:
     exc2, tb = s.loads_error(blob)
     assert isinstance(exc2, RuntimeError)
     assert "Weird" in str(exc2)
+
+
+@pytest.mark.parametrize("a", [
+    np.arange(10.0), np.arange(12).reshape(3, 4), np.zeros((0, 3)), np.array(5.0),
+    np.array([True, False]), np.arange(6, dtype=">i2"), np.array([1 + 2j]),
+    np.asfortranarray(np.ones((3, 2))), np.ones(2, dtype="M8[D]"), np.arange(10)[::2],
+    np.ones(3, dtype=[("a", "i4"), ("b", "f8")]),
+])
+def test_arrays_round_trip_with_their_dtype_and_shape(a: np.ndarray) -> None:
+    header, buffers = s.dumps_plain(((a,), {"k": a}))  # type: ignore[misc]
+    (b,), kw = s.loads(header, buffers)
+    for x in (b, kw["k"]):
+        assert x.dtype == a.dtype and x.shape == a.shape
+        np.testing.assert_array_equal(x, a)
+
+
+def test_array_calls_reuse_their_layout_but_not_aliasing() -> None:
+    x, y = np.zeros(10), np.full(10, 1.0)
+    h1, b1 = s.dumps_arrays((x, y))  # type: ignore[misc]
+    (p, q), _ = s.loads(h1, b1)
+    np.testing.assert_array_equal(q, y)
+    # The same array twice pickles as one buffer used twice: never cached for the layout.
+    assert s.dumps_arrays((x, x)) is None
+    h2, b2 = s.dumps_arrays((y, x))  # type: ignore[misc]
+    assert h2 == h1
+    (p, q), _ = s.loads(h2, b2)
+    np.testing.assert_array_equal(p, y)
+    np.testing.assert_array_equal(q, x)
+    assert s.dumps_arrays((np.arange(5)[::2],)) is None  # not contiguous: the slow path

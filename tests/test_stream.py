@@ -186,3 +186,15 @@ def test_connect_to_nothing_raises(tmp_path: Path) -> None:
                                on_input=lambda: None)
     finally:
         r.close()
+
+
+def test_what_arrived_before_the_peer_left_is_still_read(pair: Pair) -> None:
+    pair.run_until(lambda: pair.client.is_open and bool(pair.links) and pair.links[0].is_open)
+    server = pair.links[0]
+    with pair.reactor.lock:
+        server.send_multipart([b"result of task A"])
+        server.sock.shutdown(socket.SHUT_RDWR)  # the worker dies right after
+        for _ in range(3):  # sends fail (EPIPE): no error, and nothing is lost
+            pair.client.send_multipart([b"task C"])
+    pair.run_until(lambda: pair.client.closed)
+    assert pair.client_got == [[b"result of task A"]]

@@ -360,6 +360,17 @@ def test_map_refuses_bad_input_and_submits_nothing(cluster: iris.ClusterContext)
     assert iris.get(f.map(medium[:3]))[2][0] == 2.0  # and it keeps working
 
 
+def test_empty_and_odd_shaped_arrays_come_back(cluster: iris.ClusterContext) -> None:
+    import numpy as np
+
+    same = iris.remote(lambda a: a)
+    for a in (np.zeros((0, 3)), np.zeros((2, 0, 4)), np.array(7.0), np.arange(12)[::3]):
+        b = iris.get(same.remote(a))
+        assert b.shape == a.shape and b.dtype == a.dtype
+        np.testing.assert_array_equal(b, a)
+    assert iris.get(iris.remote(lambda: np.zeros((0, 3))).remote()).shape == (0, 3)
+
+
 def test_exceptions_with_other_init_arguments_keep_their_traceback(
         cluster: iris.ClusterContext) -> None:
     class Odd(Exception):

@@ -321,10 +321,28 @@ class WorkerProcess:
             # For an owner on this host every result is under the inline threshold (larger
             # ones are in shared memory), so the batch's size is bounded without a look.
             if self.owner_host.get(peer) == self.host and len(batch) * self.threshold <= budget:
-                self._send(peer, encode_results(batch))
+                self._send_results(peer, batch)
                 continue
             for chunk in chunk_by_size(batch, budget, _result_size):
-                self._send(peer, encode_results(chunk))
+                self._send_results(peer, chunk)
+
+    def _send_results(self, peer: Any, batch: Sequence[ResultRecord]) -> None:
+        """Send a batch of results; one that cannot be sent (too many buffers for one
+        message, say) becomes an error for its own task, not a crash of the worker."""
+        try:
+            self._send(peer, encode_results(batch))
+            return
+        except (ValueError, TypeError, ProtocolError) as exc:
+            if len(batch) > 1:
+                for one in batch:
+                    self._send_results(peer, [one])
+                return
+            error = exc
+        log.warning("a result of task %x could not be sent: %s", batch[0].task_id, error)
+        failed = ResultRecord(batch[0].task_id, [error_value(ProtocolError(
+            f"the task's result could not be sent to its owner: {error}"))],
+            batch[0].exec_ns)
+        self._send(peer, encode_results([failed]))
 
     # ------------------------------------------------------------------ tasks
     def _function(self, func_id: int) -> Any:
@@ -415,7 +433,12 @@ class WorkerProcess:
             elif size > self.max_frame:
                 raise ValueError(f"the result is {size} bytes, more than max_frame_bytes="
                                  f"{self.max_frame} allows on the wire to its owner's host")
-            values.append(pack(header, buffers, self.threshold, name))
+            v = pack(header, buffers, self.threshold, name)
+            if v.kind == ValueKind.INLINE and v.buffers:
+                # A snapshot: the result goes out later (with its batch), and the task's
+                # next call may change the array it returned (an actor's state, say).
+                v.buffers = [bytes(b) for b in v.buffers]
+            values.append(v)
         if leaving:  # pinned only now that every part is packed: no pin without its release
             pinned = export_refs([ref for ref, _ in leaving])
             values.append(Value(ValueKind.REFS, json.dumps([
