@@ -136,3 +136,31 @@ def test_a_pooled_segment_removed_under_the_pool_is_skipped(cluster_id: str) -> 
         del h, views
     finally:
         _store.remove_cluster_segments(other)
+
+
+def test_a_segment_recycled_many_times_is_written_in_place_and_stays_readable(
+        cluster_id: str) -> None:
+    import threading
+
+    _store.clear_pool()
+    size = (_store._PARALLEL_COPY + 4096) // 8  # large enough for the two-thread copy
+    for i in range(4):  # the third write onwards goes through the cached writable mapping
+        a = np.full(size, float(i))
+        header, bufs = s.dumps(a)
+        loc = _store.write_segment(f"iris-{cluster_id}-w{i}", header, bufs)
+        got: list[np.ndarray] = []
+        # A reader takes the segment's shared lock: the writer must not hold it any more.
+        t = threading.Thread(target=lambda: got.append(pickle.loads(
+            *_store.map_segment(loc)[:1], buffers=_store.map_segment(loc)[1])))
+        t.start()
+        t.join(30)
+        assert not t.is_alive(), "a reader blocked on the recycled segment's lock"
+        assert got[0][0] == float(i) and got[0][-1] == float(i)
+        del got, t
+        import gc
+
+        gc.collect()  # its views go: the segment can be pooled again
+        _store.release_segment(loc["name"])
+    assert _store.pool_statistics()["reused"] >= 3
+    _store.clear_pool()
+    assert not _store._write_maps  # the mappings went with the pooled files
