@@ -133,6 +133,7 @@ class StreamLink:
             self._send_now([self._nonce])
 
     def fileno(self) -> int:
+        """The socket's descriptor (what the reactor watches)."""
         return self.fd
 
     @classmethod
@@ -391,6 +392,7 @@ class StreamListener:
         reactor.add_reader(self, self._accept)
 
     def fileno(self) -> int:
+        """The listening socket's descriptor (what the reactor watches)."""
         return self.fd
 
     def _accept(self) -> None:
