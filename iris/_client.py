@@ -597,11 +597,16 @@ class Client:
                 defines: dict[str, list[Any]]) -> bool:
         """Add ``task`` to ``w``'s batch (its function's DEFINE first, once per worker);
         False if its record could not be made (the task has failed)."""
-        if task.args_value is None and not task.deps and not task.buffers and len(
+        args = task.args_value
+        if args is None and not task.deps and not task.buffers and len(
                 task.header) < _ARENA_MIN:
             # Small inline arguments (the common case): nothing to look at or convert.
             rec = TaskRecord(task.oids[0], task.func.func_id, task.num_returns,
                              Value(ValueKind.INLINE, task.header, ()), ())
+        elif args is not None and args.kind == ValueKind.ARENA and not task.deps and \
+                w.host == self.host:
+            # Arguments in our arena, for a worker that reads it: only the location goes.
+            rec = TaskRecord(task.oids[0], task.func.func_id, task.num_returns, args, ())
         else:
             try:
                 rec = self._task_record(task, w)
@@ -690,13 +695,18 @@ class Client:
                         blocked.discard(rec.task_id)
                     values = rec.values
                     if (len(values) == 1 and values[0].kind == ValueKind.INLINE
-                            and task.num_returns == 1 and task.args_slot is None
-                            and task.args_segment is None and not task.pinned):
-                        # The common case, inline: one small value, nothing to let go of.
+                            and task.num_returns == 1 and task.args_segment is None
+                            and not task.pinned and task.args_kept is None):
+                        # The common case, inline: one small value, nothing to let go of
+                        # but (maybe) its arguments' place in the arena.
                         avg = self.avg_exec_s
                         self.avg_exec_s = avg * 0.9 + rec.exec_ns * 1e-10 if avg else \
                             rec.exec_ns * 1e-9
                         task.deps = None
+                        slot = task.args_slot
+                        if slot is not None:
+                            task.args_slot = None
+                            self._arena().release(slot)
                         obj = objects.get(rec.task_id)
                         if obj is not None:
                             obj.value = values[0]
