@@ -115,10 +115,11 @@ class ActorClass:
                     "worker_id": record.worker_id, "detached": detached,
                     "methods": methods, "cls": self.__qualname__}
 
-        def submit_creation() -> None:
-            # Placed now, on the least-loaded worker known (if any): handles sent to tasks
-            # at once can then reach it. Without workers yet, the scheduler places it.
-            record.worker_id = client.pick_worker()
+        def submit_creation(worker_id: str | None = None) -> None:
+            # Placed now, on the least-loaded worker known (if any; or the one its name was
+            # claimed for): handles sent to tasks at once can then reach it. Without
+            # workers yet, the scheduler places it.
+            record.worker_id = worker_id or client.pick_worker()
             record.creation = client.submit(create, args, kwargs, 1, 0, actor=record,
                                             role=CREATE)[0]
 
@@ -152,7 +153,8 @@ class ActorClass:
             with client.lock:
                 worker_id = record.worker_id
                 try:
-                    submit_creation()  # raises (e.g. unpicklable arguments): nothing is kept
+                    # Raises (e.g. unpicklable arguments): nothing is kept.
+                    submit_creation(worker_id if worker_id in client.workers else None)
                 except BaseException:
                     if name is not None:
                         client.tell_head({"op": "actor.unregister", "name": name,
