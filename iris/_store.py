@@ -146,7 +146,7 @@ class _Pool:
                     pass
             self.entries.clear()
             for mm in _write_maps.values():  # of segments unlinked elsewhere meanwhile
-                mm.close()
+                _close_quietly(mm)
             _write_maps.clear()
 
 
@@ -243,7 +243,7 @@ def _write_map(fd: int, path: str, size: int) -> mmap.mmap | None:
         old = _write_maps.pop(ino, None)
         _write_maps[ino] = mm
     if old is not None:
-        old.close()
+        _close_quietly(old)
     return None  # first reuse: pwrite (the fresh mapping has no pages yet); next time, mm
 
 
@@ -262,7 +262,14 @@ def _forget_write_map_ino(ino: int) -> None:
     with _pool.lock:
         mm = _write_maps.pop(ino, None)
     if mm is not None:
+        _close_quietly(mm)
+
+
+def _close_quietly(mm: mmap.mmap) -> None:
+    try:
         mm.close()
+    except BufferError:  # a copy into it is under way (another thread): unmapped after
+        pass
 
 
 def _copy_into(mm: mmap.mmap, start: int, v: memoryview) -> None:
