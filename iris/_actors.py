@@ -104,7 +104,6 @@ class ActorClass:
         blob = dumps_function(CreateActor(actor_id, self._cls))
         create = FunctionInfo(_function_id(blob), blob, f"{self.__name__}.__init__")
         record = ActorRecord(actor_id, label, self._options.get("max_restarts", 0))
-        record.registered = name is not None
         record.detached = detached
         handle = ActorHandle(actor_id, client.address, None, label, self._methods)
         handle._record = record
@@ -125,9 +124,8 @@ class ActorClass:
 
         def restart() -> None:  # on the reactor's thread: the head is told, not asked
             submit_creation()
-            if name is not None and record.worker_id is not None:
-                client.tell_head(registration())
-            # (Placed later by the scheduler instead: Client._placed tells the head.)
+            if record.reregister is not None and record.worker_id is not None:
+                record.reregister()  # (placed later by the scheduler: Client._placed does)
 
         # Right after iris.init() the workers are still starting: wait for one, so that the
         # actor is placed now and its handle, sent to tasks at once, names its worker.

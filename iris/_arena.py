@@ -28,7 +28,7 @@ from typing import Any
 
 from iris._store import SHM_DIR, remove_segments
 
-__all__ = ["Arena", "ArenaSlot", "read_arena", "remove_arenas_of", "view_arena"]
+__all__ = ["Arena", "ArenaSlot", "remove_arenas_of", "view_arena"]
 
 _ALIGN = 64
 # A location: header offset and length, buffer count, then (offset, length) per buffer, then
@@ -71,7 +71,7 @@ class ArenaSlot:
         self.off = off
         self.hdr = hdr
         self.bufs = bufs
-        #: What travels to the reader (see :func:`read_arena`).
+        #: What travels to the reader (see :func:`view_arena`).
         self.location = b"".join([_LOC.pack(off, hdr, len(bufs)),
                                   *[_SPAN.pack(o, n) for o, n in bufs], chunk.raw_name])
 
@@ -245,22 +245,6 @@ def _chunk(raw: bytes) -> _Mapped:
     while len(_MAPS) > _MAX_MAPS:
         _MAPS.popitem(last=False)[1].close()
     return m
-
-
-def read_arena(location: bytes | memoryview) -> tuple[bytes, list[bytes]]:
-    """Copy a value out of an arena chunk, given its location: header and buffers.
-
-    Raises:
-        FileNotFoundError: the chunk is gone (its owner left).
-        ValueError: the location is malformed or points outside the chunk.
-    """
-    off, hdr, spans, raw = _parse_location(location)
-    with _MAPS_LOCK:
-        m = _chunk(raw)
-        if off + hdr > m.size or any(o + n > m.size for o, n in spans):
-            raise ValueError(f"arena location outside chunk {m.name}")
-        mm = m.mm
-        return mm[off:off + hdr], [mm[o:o + n] for o, n in spans]
 
 
 def view_arena(location: bytes | memoryview) -> tuple[bytes, list[Any], Any]:

@@ -32,7 +32,6 @@ import concurrent.futures
 import itertools
 import json
 import logging
-import pickle
 import threading
 import time
 from collections import deque
@@ -221,22 +220,16 @@ class Client:
             "role": "client", "host": self.host, "address": self.address}))
 
     def _messages(self, sock: Any) -> list[list[Message]]:
+        """Every message waiting on ``sock`` (a local link or a ZeroMQ socket), decoded."""
+        got = sock.recv_messages() if type(sock) is StreamLink else iter(
+            partial(recv_frames, sock), None)
         out: list[list[Message]] = []
-        if type(sock) is StreamLink:
-            for frames in sock.recv_messages():
-                try:
-                    out.append(decode_frames(frames, self.max_frame))
-                except ProtocolError as exc:
-                    log.warning("dropped a malformed message: %s", exc)
-            return out
-        while True:
-            got = recv_frames(sock)
-            if got is None:
-                return out
+        for frames in got:
             try:
-                out.append(decode_frames(got, self.max_frame))
+                out.append(decode_frames(frames, self.max_frame))
             except ProtocolError as exc:
                 log.warning("dropped a malformed message: %s", exc)
+        return out
 
     def _on_head(self) -> None:
         for msgs in self._messages(self.head):
@@ -327,21 +320,22 @@ class Client:
         retry = []
         for task in w.inflight.values():
             if task.actor is not None:
-                self._fail_task(task, ActorDiedError(
-                    f"actor {task.actor.name} died while running {task.func.name}: "
-                    f"its worker {w.worker_id} is gone ({reason})") if died else IrisError(
-                    f"{reason} while it ran {task.func.name}: the call may or may not have "
-                    f"run; the actor lives on"))
-                continue
-            if task.retries_left > 0:
+                if died:
+                    why: IrisError = ActorDiedError(
+                        f"actor {task.actor.name} died while running {task.func.name}: its "
+                        f"worker {w.worker_id} is gone ({reason})")
+                else:
+                    why = IrisError(f"{reason} while it ran {task.func.name}: the call may "
+                                    f"or may not have run; the actor lives on")
+                self._fail_task(task, why)
+            elif task.retries_left > 0:
                 task.retries_left -= 1
                 task.args_kept = None
                 retry.append(task)
             else:
+                lost = f"worker {w.worker_id} died ({reason})" if died else reason
                 self._fail_task(task, WorkerCrashedError(
-                    f"{reason} while it ran task {task.func.name}; no retries left"
-                    if not died else f"worker {w.worker_id} died ({reason}) while running "
-                    f"task {task.func.name}; no retries left"))
+                    f"{lost} while running task {task.func.name}; no retries left"))
         self.ready.extendleft(reversed(retry))
         w.inflight.clear()
         w.blocked.clear()
@@ -438,7 +432,7 @@ class Client:
     def _placed(self, actor: ActorRecord, w: _Worker) -> None:
         """An actor's creation task went to ``w``: its calls follow it there."""
         actor.worker_id = w.worker_id
-        if actor.registered and actor.reregister is not None:
+        if actor.reregister is not None:
             actor.reregister()  # a named actor restarted where the scheduler placed it
         pending, actor.pending = actor.pending, deque()
         for task in pending:
@@ -468,8 +462,8 @@ class Client:
     def _actor_dead(self, actor: ActorRecord, error: BaseException) -> None:
         if actor.dead is None:
             actor.dead = error
-        if actor.registered:  # its cluster-wide name goes with it
-            actor.registered = False
+        if actor.reregister is not None:  # its cluster-wide name goes with it
+            actor.reregister = None
             self.tell_head({"op": "actor.unregister", "name": actor.name,
                             "actor_id": actor.actor_id})
         # Forget it here (its handles keep the record, so their calls fail with the error),
@@ -684,38 +678,13 @@ class Client:
                 except ProtocolError as exc:
                     log.warning("dropped a malformed result batch: %s", exc)
                     continue
-                inflight, objects, blocked = w.inflight, self.objects, w.blocked
                 for rec in records:
-                    task = inflight.pop(rec.task_id, None)
-                    if task is None:
-                        continue
-                    self.n_inflight -= 1
-                    done += 1
-                    if blocked:
-                        blocked.discard(rec.task_id)
-                    values = rec.values
-                    if (len(values) == 1 and values[0].kind == ValueKind.INLINE
-                            and task.num_returns == 1 and task.args_segment is None
-                            and not task.pinned and task.args_kept is None):
-                        # The common case, inline: one small value, nothing to let go of
-                        # but (maybe) its arguments' place in the arena.
-                        avg = self.avg_exec_s
-                        self.avg_exec_s = avg * 0.9 + rec.exec_ns * 1e-10 if avg else \
-                            rec.exec_ns * 1e-9
-                        task.deps = None
-                        slot = task.args_slot
-                        if slot is not None:
-                            task.args_slot = None
-                            self._arena().release(slot)
-                        obj = objects.get(rec.task_id)
-                        if obj is not None:
-                            obj.value = values[0]
-                            obj.state = _READY
-                            if obj.callbacks:
-                                self._settle(obj, values[0], None)
-                            self.settled = True
-                        continue
-                    self._complete(task, rec)
+                    task = w.inflight.pop(rec.task_id, None)
+                    if task is not None:
+                        self.n_inflight -= 1
+                        w.blocked.discard(rec.task_id)
+                        self._complete(task, rec)
+                        done += 1
         if type(w.sock) is StreamLink and w.sock.closed and self.workers.get(
                 w.worker_id) is w:
             # Its end went away: nothing more goes there. When the worker died, the head's
@@ -1166,14 +1135,7 @@ class Client:
         objs = [(objects.get(r.oid) if r.owner == address else None) or self._lookup_for_get(r)
                 for r in refs]
         self._wait_objects(objs, len(objs), timeout)
-        out = []
-        for o in objs:
-            v = o.value
-            if v is not None and v.kind == ValueKind.INLINE and o.error is None:
-                out.append(pickle.loads(v.data, buffers=v.buffers))  # the common case
-            else:
-                out.append(self._decode(o))
-        return out
+        return [self._decode(o) for o in objs]
 
     def tell_head(self, body: dict[str, Any]) -> None:
         """Send the head a request whose reply nobody waits for. Any thread."""
@@ -1253,11 +1215,7 @@ class Client:
         # nor while many tasks are in flight.
         spin = _SPIN_S if (_context.block_hook is None and self.n_inflight == 1
                            and self.avg_exec_s < _SPIN_S) else 0.0
-        try:
-            ready = self._wait_for(done, deadline, spin)
-        except IrisError:
-            raise IrisError("iris was shut down while waiting for results") from None
-        if not ready:
+        if not self._wait_for(done, deadline, spin):
             raise GetTimeoutError(
                 f"get timed out after {timeout} s: "
                 f"{sum(1 for o in objs if o.state == _PENDING)} of {len(objs)} objects not "

@@ -80,8 +80,8 @@ class ActorRecord:
     """What a client knows of an actor: where it lives, its calls waiting for a place."""
 
     __slots__ = ("actor_id", "name", "worker_id", "restarts_left", "dead", "pending",
-                 "restart", "methods", "creation", "calls", "killing", "registered",
-                 "detached", "reregister")
+                 "restart", "methods", "creation", "calls", "killing", "detached",
+                 "reregister")
 
     def __init__(self, actor_id: str, name: str, restarts: int = 0,
                  worker_id: str | None = None) -> None:
@@ -98,9 +98,9 @@ class ActorRecord:
         # before it have gone on: a call waiting for an argument holds the later ones back.
         self.calls: deque[TaskEntry] = deque()
         self.killing = False  # iris.kill was called: later calls fail
-        self.registered = False  # its name is registered with the head (cluster-wide)
         self.detached = False  # it outlives the client that made it
-        # Tells the head where a named actor now lives (after a restart placed it).
+        # For an actor with a cluster-wide name: tells the head where it now lives (after a
+        # restart placed it); None once it is dead (its name is unregistered then).
         self.reregister: Callable[[], None] | None = None
 
 

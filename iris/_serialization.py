@@ -89,7 +89,7 @@ def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[pickle.PickleBuffer
         return None  # one array twice: its stream refers back to one buffer (pickle's memo)
     key = []
     for a in args:
-        if type(a) is not np.ndarray or a.dtype.kind not in "biufc" or not a.flags.c_contiguous:
+        if type(a) is not np.ndarray or not _plain_array(a):
             return None
         key.append((a.dtype.str, a.shape))
     layout = tuple(key)
@@ -104,11 +104,16 @@ def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[pickle.PickleBuffer
     return header, [pickle.PickleBuffer(a) for a in args]
 
 
+def _plain_array(a: Any) -> bool:
+    """Whether an array is numeric and C-contiguous: described by dtype text and shape."""
+    return a.dtype.kind in "biufc" and bool(a.flags.c_contiguous)
+
+
 def _reduce_array(a: Any) -> Any:
     """A numeric C-contiguous array as (its buffer, out of band; dtype text; shape): a third
     of the time numpy's own reduction takes (which pickles a dtype object and looks up
     its reconstructor each time); anything else as numpy reduces it."""
-    if a.dtype.kind in "biufc" and a.flags.c_contiguous:
+    if _plain_array(a):
         return _rebuild_array, (pickle.PickleBuffer(a), a.dtype.str, a.shape)
     return a.__reduce_ex__(5)
 

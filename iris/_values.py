@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from iris._arena import read_arena
 from iris._protocol import Value, ValueKind
 from iris._serialization import dumps_error, loads, loads_error, nbytes
 from iris._store import SegmentLost, host_id, map_segment, read_segment_bytes, write_segment
@@ -81,12 +80,6 @@ def from_value(v: Value, where: str = "") -> Any:
             raise ObjectLostError(f"object segment {loc.get('name')} no longer exists "
                                   f"(freed, or its node shut down)") from None
         return loads(header, bufs)
-    if kind == ValueKind.ARENA:
-        try:
-            arena_header, arena_bufs = read_arena(v.data)
-        except (OSError, ValueError) as err:
-            raise ObjectLostError(f"argument in a shared-memory arena unreadable: {err}") from None
-        return loads(arena_header, arena_bufs)
     if kind == ValueKind.ERROR:
         exc, tb = loads_error(v.data)
         if isinstance(exc, TaskError):  # a nested task's error: keep its own text
