@@ -54,9 +54,11 @@ from iris._protocol import (
     chunk_by_size,
     decode_control,
     decode_frames,
+    decode_plain_results,
     decode_results,
     encode_control,
     encode_define,
+    encode_plain_tasks,
     encode_results,
     encode_tasks,
 )
@@ -529,16 +531,15 @@ class Client:
             if w.load() >= cap:
                 return
             task = ready.popleft()
-            recs: list[TaskRecord] = []
-            defines: dict[str, list[Any]] = {}
-            if self._assign(task, w, recs, defines):
+            out = _Outgoing(self.max_frame // 2)
+            if self._assign(task, w, out):
                 if task.role == CREATE and task.actor is not None:
                     self._placed(task.actor, w)
-                self._send_tasks(w, recs, defines.get(w.worker_id, []))
+                self._send_tasks(w, out)
             return
-        batches: dict[str, list[TaskRecord]] = {}
-        defines = {}
+        batches: dict[str, _Outgoing] = {}
         pool = list(workers.values())
+        budget = self.max_frame // 2
         while ready:
             w = min(pool, key=_Worker.load)
             room = cap - w.load()
@@ -546,12 +547,12 @@ class Client:
                 break
             # Hand out work in shares, so that every worker gets some of a large burst.
             share = min(room, len(ready), -(-len(ready) // len(pool)))
-            recs = batches.get(w.worker_id)  # type: ignore[assignment]
-            if recs is None:
-                recs = batches[w.worker_id] = []
+            out = batches.get(w.worker_id)  # type: ignore[assignment]
+            if out is None:
+                out = batches[w.worker_id] = _Outgoing(budget)
             for _ in range(share):
                 task = ready.popleft()
-                if self._assign(task, w, recs, defines) and task.role == CREATE \
+                if self._assign(task, w, out) and task.role == CREATE \
                         and task.actor is not None:
                     self._placed(task.actor, w)
         # Actor calls go to their actor's worker, in order, whatever its load.
@@ -564,43 +565,35 @@ class Client:
                         f"{wid} is gone"))
                 continue
             q = self.targeted.pop(wid)
-            recs = batches.setdefault(wid, [])
+            out = batches.get(wid)  # type: ignore[assignment]
+            if out is None:
+                out = batches[wid] = _Outgoing(budget)
             while q:
-                self._assign(q.popleft(), tw, recs, defines)
-        for wid, recs in batches.items():
-            if recs:
-                self._send_tasks(workers[wid], recs, defines.get(wid, []))
+                self._assign(q.popleft(), tw, out)
+        for wid, out in batches.items():
+            self._send_tasks(workers[wid], out)
 
-    def _send_tasks(self, w: _Worker, recs: list[TaskRecord], frames: list[Any]) -> None:
-        """Send a batch of task records to ``w``, after ``frames`` (its DEFINEs)."""
-        budget = self.max_frame // 2
-        # On this host every argument is under the inline threshold (larger ones went to
-        # shared memory at submission), so a batch's size is bounded without a look.
-        if w.host == self.host and len(recs) * self.threshold <= budget and not any(
-                rec.resolved for rec in recs):
-            chunks: list[Any] = [recs]
-        else:
-            chunks = chunk_by_size(recs, budget, _record_size)
-        sock = w.sock
-        for chunk in chunks:
-            sock.send_multipart(frames + encode_tasks(chunk), copy=False)
-            frames = []
-        self.loop.sent(sock)
+    def _send_tasks(self, w: _Worker, out: _Outgoing) -> None:
+        """Send what ``_assign`` gathered for ``w`` (one multipart message)."""
+        frames = out.finish()
+        if frames:
+            w.sock.send_multipart(frames, copy=False)
+            self.loop.sent(w.sock)
 
-    def _assign(self, task: _Task, w: _Worker, recs: list[TaskRecord],
-                defines: dict[str, list[Any]]) -> bool:
+    def _assign(self, task: _Task, w: _Worker, out: _Outgoing) -> bool:
         """Add ``task`` to ``w``'s batch (its function's DEFINE first, once per worker);
         False if its record could not be made (the task has failed)."""
         args = task.args_value
+        rec: TaskRecord | None = None
+        data: Any
         if args is None and not task.deps and not task.buffers and len(
                 task.header) < _ARENA_MIN:
             # Small inline arguments (the common case): nothing to look at or convert.
-            rec = TaskRecord(task.oids[0], task.func.func_id, task.num_returns,
-                             Value(ValueKind.INLINE, task.header, ()), ())
+            kind, data = ValueKind.INLINE, task.header
         elif args is not None and args.kind == ValueKind.ARENA and not task.deps and \
                 w.host == self.host:
             # Arguments in our arena, for a worker that reads it: only the location goes.
-            rec = TaskRecord(task.oids[0], task.func.func_id, task.num_returns, args, ())
+            kind, data = ValueKind.ARENA, args.data
         else:
             try:
                 rec = self._task_record(task, w)
@@ -616,10 +609,14 @@ class Client:
                     f"max_frame_bytes, or pass large data as arguments or with iris.put"))
                 return False
             w.defined.add(func.func_id)
-            defines.setdefault(w.worker_id, []).extend(encode_define(func.func_id, func.blob))
-        w.inflight[task.oids[0]] = task
+            out.frames.extend(encode_define(func.func_id, func.blob))
+        oid = task.oids[0]
+        w.inflight[oid] = task
         self.n_inflight += 1
-        recs.append(rec)
+        if rec is None:
+            out.plain(oid, func.func_id, task.num_returns, kind, data)  # type: ignore[arg-type]
+        else:
+            out.record(rec)
         return True
 
     def _task_record(self, task: _Task, w: _Worker) -> TaskRecord:
@@ -670,6 +667,9 @@ class Client:
                     self._worker_notice(w, m)
                     done += 1
                     continue
+                if m.type == MsgType.PLAIN_RESULTS:
+                    done += self._plain_results(w, m)
+                    continue
                 if m.type != MsgType.RESULTS:
                     log.warning("worker %s sent unexpected type 0x%02x", w.worker_id, m.type)
                     continue
@@ -695,6 +695,40 @@ class Client:
             self.loop.call_later(_LINK_GRACE_S, partial(self._link_lost, w))
         if done or self.ready:
             self._dispatch()
+
+    def _plain_results(self, w: _Worker, m: Message) -> int:
+        """Take in a plain batch of results (lone small values); returns how many were of
+        tasks in flight there."""
+        try:
+            ids, execs, kinds, datas = decode_plain_results(m)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed result batch: %s", exc)
+            return 0
+        # The running average of run times, as if updated once per result.
+        k = len(ids)
+        mean = sum(execs) * 1e-9 / k if k else 0.0
+        decay = 0.9 ** k
+        self.avg_exec_s = self.avg_exec_s * decay + mean * (1 - decay) if self.avg_exec_s \
+            else mean
+        inflight, objects, blocked = w.inflight, self.objects, w.blocked
+        done = 0
+        for tid, kind, data in zip(ids, kinds, datas):
+            task = inflight.pop(tid, None)
+            if task is None:
+                continue
+            done += 1
+            if blocked:
+                blocked.discard(tid)
+            if kind == ValueKind.INLINE and task.num_returns == 1:
+                # The commonest outcome: one small value, nothing inside it to hold.
+                obj = objects.get(tid)
+                if obj is not None:
+                    self._settle(obj, Value(kind, data, ()), None)
+                self._finish_task(task)
+            else:
+                self._complete(task, ResultRecord(tid, [Value(kind, data, ())]), False)
+        self.n_inflight -= done
+        return done
 
     def _worker_notice(self, w: _Worker, m: Message) -> None:
         try:
@@ -723,9 +757,10 @@ class Client:
                 elif (task := w.inflight.get(tid)) is not None:
                     task.args_kept = None  # let go before its result got here
 
-    def _complete(self, task: _Task, rec: ResultRecord) -> None:
-        self.avg_exec_s = self.avg_exec_s * 0.9 + rec.exec_ns * 1e-10 if self.avg_exec_s \
-            else rec.exec_ns * 1e-9
+    def _complete(self, task: _Task, rec: ResultRecord, timed: bool = True) -> None:
+        if timed:
+            self.avg_exec_s = self.avg_exec_s * 0.9 + rec.exec_ns * 1e-10 \
+                if self.avg_exec_s else rec.exec_ns * 1e-9
         values = rec.values
         if len(values) == 1 and values[0].kind == ValueKind.INLINE and task.num_returns == 1:
             # The common case: one small value, nothing inside it to hold.
@@ -1381,6 +1416,61 @@ class Client:
         self.borrowed.clear()
         with self.cv:
             self.cv.notify_all()
+
+
+class _Outgoing:
+    """What one dispatch sends one worker, in order: DEFINEs, then runs of plain task
+    records (columnar) and of other records, each run one message."""
+
+    __slots__ = ("frames", "budget", "ids", "fids", "nrets", "kinds", "datas", "size",
+                 "records")
+
+    def __init__(self, budget: int) -> None:
+        self.frames: list[Any] = []
+        self.budget = budget  # bytes of records per message
+        self.ids: list[int] = []
+        self.fids: list[int] = []
+        self.nrets: list[int] = []
+        self.kinds: list[int] = []
+        self.datas: list[bytes] = []
+        self.size = 0
+        self.records: list[TaskRecord] = []
+
+    def plain(self, oid: int, func_id: int, num_returns: int, kind: int, data: bytes) -> None:
+        if self.records:
+            self._close_records()
+        n = len(data) + 23
+        if self.size + n > self.budget and self.ids:
+            self._close_plain()
+        self.size += n
+        self.ids.append(oid)
+        self.fids.append(func_id)
+        self.nrets.append(num_returns)
+        self.kinds.append(kind)
+        self.datas.append(data)
+
+    def record(self, rec: TaskRecord) -> None:
+        if self.ids:
+            self._close_plain()
+        self.records.append(rec)
+
+    def finish(self) -> list[Any]:
+        if self.ids:
+            self._close_plain()
+        if self.records:
+            self._close_records()
+        return self.frames
+
+    def _close_plain(self) -> None:
+        self.frames.extend(encode_plain_tasks(self.ids, self.fids, self.nrets, self.kinds,
+                                              self.datas))
+        self.ids, self.fids, self.nrets, self.kinds, self.datas = [], [], [], [], []
+        self.size = 0
+
+    def _close_records(self) -> None:
+        for chunk in chunk_by_size(self.records, self.budget, _record_size):
+            self.frames.extend(encode_tasks(chunk))
+        self.records = []
 
 
 def _dropped_request(_peer: bytes, exc: ProtocolError) -> None:

@@ -18,7 +18,11 @@ Payloads by type:
   so flexibility wins over speed there;
 * hot-path batches (``0x20``-``0x2f``): packed records, see :func:`encode_tasks` and
   :func:`encode_results`. A record's values are :class:`Value` descriptors whose buffers
-  come, in order, as the message's buffer frames.
+  come, in order, as the message's buffer frames. The commonest records (one small value
+  without buffers) also travel *columnar*, field by field for the whole batch in
+  little-endian arrays, then every record's bytes back to back
+  (:func:`encode_plain_tasks`, :func:`encode_plain_results`): one C-level conversion per
+  column instead of a struct call and an object or two per record.
 
 Decoding is strict: a short, long, unknown-type or wrong-version frame raises
 :class:`~iris.exceptions.ProtocolError` and nothing in it is interpreted further. Nothing here
@@ -29,8 +33,11 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from iris.exceptions import ProtocolError
@@ -61,6 +68,10 @@ __all__ = [
     "encode_mesh_send",
     "encode_results",
     "encode_tasks",
+    "encode_plain_results",
+    "encode_plain_tasks",
+    "decode_plain_results",
+    "decode_plain_tasks",
 ]
 
 MAGIC = b"IR"
@@ -104,6 +115,8 @@ class MsgType:
     TASKS = 0x20  # owner -> worker: batch of TaskRecord
     RESULTS = 0x21  # worker -> owner: batch of ResultRecord
     DEFINE = 0x22  # owner -> worker: function id + cloudpickled function (JSON-free)
+    PLAIN_TASKS = 0x23  # owner -> worker: columnar batch of tasks with small inline args
+    PLAIN_RESULTS = 0x24  # worker -> owner: columnar batch of one-value results
 
     OBJ_GET = 0x30  # borrower -> owner: {"oid": n}
     OBJ_VALUE = 0x31  # owner -> borrower: one ResultRecord carrying the value
@@ -111,7 +124,7 @@ class MsgType:
     CONTROL = frozenset({HELLO, WELCOME, EVENT, REGISTER_WORKER, WORKER_EXITED, SHUTDOWN,
                          REQUEST, REPLY, WORKER_READY, OBJ_GET})
     KNOWN = frozenset({MESH_SEND, MESH_RESOLVE, PING, PONG, TASKS, RESULTS, DEFINE,
-                       OBJ_VALUE}) | CONTROL
+                       PLAIN_TASKS, PLAIN_RESULTS, OBJ_VALUE}) | CONTROL
 
 
 @dataclass(slots=True)
@@ -419,6 +432,111 @@ def decode_results(msg: Message) -> list[ResultRecord]:
         out.append(ResultRecord(task_id, values, exec_ns))
     _check_consumed(off, plen, bi, nbufs, "result batch")
     return out
+
+
+# Columns of the plain batches are little-endian arrays of these item codes.
+_SWAP = sys.byteorder != "little"
+for _code, _size in (("Q", 8), ("I", 4), ("H", 2), ("B", 1)):
+    if array(_code).itemsize != _size:  # pragma: no cover  (no such platform seen)
+        raise ImportError(f"array code {_code!r} is not {_size} bytes here")
+# Value kinds a plain record may carry: tasks' arguments, results' values.
+_PLAIN_TASK_KINDS = frozenset({ValueKind.INLINE, ValueKind.ARENA})
+_PLAIN_RESULT_KINDS = frozenset({ValueKind.INLINE, ValueKind.ERROR})
+
+
+def _column(code: str, values: Sequence[int]) -> bytes:
+    a = array(code, values)
+    if _SWAP:  # pragma: no cover
+        a.byteswap()
+    return a.tobytes()
+
+
+def _read_column(code: str, p: Any, off: int, count: int) -> tuple[list[int], int]:
+    a = array(code)
+    end = off + a.itemsize * count
+    a.frombytes(p[off:end])
+    if _SWAP:  # pragma: no cover
+        a.byteswap()
+    return a.tolist(), end
+
+
+def _datas(p: Any, off: int, lens: list[int], what: str) -> list[Any]:
+    """The records' bytes that follow the columns: exactly ``sum(lens)`` of them."""
+    if off + sum(lens) != len(p):
+        raise ProtocolError(f"{what}: its lengths say {sum(lens)} bytes of records, it "
+                            f"carries {len(p) - off}")
+    ends = list(accumulate(lens, initial=off))
+    return [p[a:b] for a, b in zip(ends, ends[1:])]
+
+
+def encode_plain_tasks(task_ids: Sequence[int], func_ids: Sequence[int],
+                       num_returns: Sequence[int], kinds: Sequence[int],
+                       datas: Sequence[bytes]) -> list[Any]:
+    """Frames of a PLAIN_TASKS batch: tasks whose arguments are one value without buffer
+    frames (INLINE pickled arguments, or an ARENA location).
+
+    Layout: ``count u32 | task_id u64 x n | func_id u64 x n | num_returns u16 x n |
+    kind u8 x n | data length u32 x n | data ...`` (columns little-endian).
+    """
+    return encode(MsgType.PLAIN_TASKS, b"".join([
+        _U32.pack(len(task_ids)), _column("Q", task_ids), _column("Q", func_ids),
+        _column("H", num_returns), _column("B", kinds),
+        _column("I", [len(d) for d in datas]), *datas]))
+
+
+def decode_plain_tasks(msg: Message) -> tuple[list[int], list[int], list[int], list[int],
+                                              list[Any]]:
+    """``(task_ids, func_ids, num_returns, kinds, datas)`` of a PLAIN_TASKS batch; raises
+    ProtocolError on any inconsistency."""
+    p = msg.payload if type(msg.payload) is bytes else bytes(msg.payload)
+    if msg.buffers:
+        raise ProtocolError("a plain task batch carries no buffer frames")
+    if len(p) < 4:
+        raise ProtocolError("plain task batch shorter than its count")
+    (count,) = _U32.unpack_from(p, 0)
+    if 4 + count * 23 > len(p):
+        raise ProtocolError(f"plain task batch of {count} records is truncated")
+    ids, off = _read_column("Q", p, 4, count)
+    fids, off = _read_column("Q", p, off, count)
+    nrets, off = _read_column("H", p, off, count)
+    kinds, off = _read_column("B", p, off, count)
+    lens, off = _read_column("I", p, off, count)
+    if not _PLAIN_TASK_KINDS.issuperset(kinds):
+        raise ProtocolError("plain task batch has a value kind it cannot carry")
+    return ids, fids, nrets, kinds, _datas(p, off, lens, "plain task batch")
+
+
+def encode_plain_results(task_ids: Sequence[int], exec_ns: Sequence[int],
+                         kinds: Sequence[int], datas: Sequence[bytes]) -> list[Any]:
+    """Frames of a PLAIN_RESULTS batch: results of one value without buffer frames (an
+    INLINE pickle or an ERROR).
+
+    Layout: ``count u32 | task_id u64 x n | exec_ns u64 x n | kind u8 x n |
+    data length u32 x n | data ...`` (columns little-endian).
+    """
+    return encode(MsgType.PLAIN_RESULTS, b"".join([
+        _U32.pack(len(task_ids)), _column("Q", task_ids), _column("Q", exec_ns),
+        _column("B", kinds), _column("I", [len(d) for d in datas]), *datas]))
+
+
+def decode_plain_results(msg: Message) -> tuple[list[int], list[int], list[int], list[Any]]:
+    """``(task_ids, exec_ns, kinds, datas)`` of a PLAIN_RESULTS batch; raises ProtocolError
+    on any inconsistency."""
+    p = msg.payload if type(msg.payload) is bytes else bytes(msg.payload)
+    if msg.buffers:
+        raise ProtocolError("a plain result batch carries no buffer frames")
+    if len(p) < 4:
+        raise ProtocolError("plain result batch shorter than its count")
+    (count,) = _U32.unpack_from(p, 0)
+    if 4 + count * 21 > len(p):
+        raise ProtocolError(f"plain result batch of {count} records is truncated")
+    ids, off = _read_column("Q", p, 4, count)
+    execs, off = _read_column("Q", p, off, count)
+    kinds, off = _read_column("B", p, off, count)
+    lens, off = _read_column("I", p, off, count)
+    if not _PLAIN_RESULT_KINDS.issuperset(kinds):
+        raise ProtocolError("plain result batch has a value kind it cannot carry")
+    return ids, execs, kinds, _datas(p, off, lens, "plain result batch")
 
 
 def chunk_by_size(records: Sequence[Any], budget: int, size: Any) -> list[Sequence[Any]]:

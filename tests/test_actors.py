@@ -60,6 +60,27 @@ def test_calls_run_in_order_and_keep_state(cluster: iris.ClusterContext) -> None
     assert iris.get(call_from_a_task.remote(c, 1000)) == 1210  # a handle travels to tasks
 
 
+def test_calls_of_every_record_shape_keep_their_order(cluster: iris.ClusterContext) -> None:
+    """Small inline calls travel in plain (columnar) batches, calls with a ready ref or an
+    arena-sized argument in other records: one burst mixing them still runs in order."""
+    import numpy as np
+
+    c = Counter.remote()
+    one = iris.put(1)
+    iris.get(one)
+    medium = np.ones(4000, dtype=np.int64)  # 32 KB: through the arena
+    refs = []
+    for i in range(300):
+        shape = i % 3
+        arg = 1 if shape == 0 else one if shape == 1 else int(medium.sum()) - 3999
+        refs.append(c.incr.remote(arg))
+        if shape == 2:
+            refs.append(c.log_now.remote(medium))  # type: ignore[arg-type]
+    got = iris.get(refs)
+    counts = [v for v in got if isinstance(v, int)]
+    assert counts == list(range(1, 301))
+
+
 def test_a_call_that_waits_does_not_let_the_next_call_in(cluster: iris.ClusterContext) -> None:
     c = Counter.remote()
     first = c.wait_then_log.remote("first", [slow_value.remote(1)])

@@ -102,6 +102,48 @@ def test_truncated_batches_are_rejected() -> None:
         p.decode_tasks(long)
 
 
+def test_plain_batches_round_trip() -> None:
+    ids, fids = [1, 2**64 - 1, 7], [0xABC, 0xABC, 5]
+    datas = [b"args", b"", b"\x00" * 100]
+    (msg,) = p.decode_frames(p.encode_plain_tasks(ids, fids, [1, 3, 65535],
+                                                  [p.ValueKind.INLINE, p.ValueKind.ARENA,
+                                                   p.ValueKind.INLINE], datas))
+    assert msg.type == p.MsgType.PLAIN_TASKS
+    assert p.decode_plain_tasks(msg) == (ids, fids, [1, 3, 65535], [0, 4, 0], datas)
+    (msg,) = p.decode_frames(p.encode_plain_results(ids, [5, 0, 2**63], [0, 2, 0], datas))
+    assert msg.type == p.MsgType.PLAIN_RESULTS
+    assert p.decode_plain_results(msg) == (ids, [5, 0, 2**63], [0, 2, 0], datas)
+    (msg,) = p.decode_frames(p.encode_plain_tasks([], [], [], [], []))
+    assert p.decode_plain_tasks(msg) == ([], [], [], [], [])
+
+
+def test_malformed_plain_batches_are_rejected() -> None:
+    (msg,) = p.decode_frames(p.encode_plain_tasks([1, 2], [3, 3], [1, 1], [0, 0],
+                                                  [b"ab", b"cd"]))
+    payload = bytes(msg.payload)
+    for bad, match in [(payload[:-1], "lengths say"), (payload + b"z", "lengths say"),
+                       (payload[:30], "truncated"), (payload[:3], "shorter")]:
+        with pytest.raises(ProtocolError, match=match):
+            p.decode_plain_tasks(p.Message(msg.type, bad))
+    kinds_at = 4 + 2 * 8 + 2 * 8 + 2 * 2
+    wrong_kind = payload[:kinds_at] + bytes([p.ValueKind.SHM]) + payload[kinds_at + 1:]
+    with pytest.raises(ProtocolError, match="kind"):
+        p.decode_plain_tasks(p.Message(msg.type, wrong_kind))
+    with pytest.raises(ProtocolError, match="buffer"):
+        p.decode_plain_tasks(p.Message(msg.type, payload, [b"x"]))
+    (msg,) = p.decode_frames(p.encode_plain_results([1], [2], [0], [b"ab"]))
+    payload = bytes(msg.payload)
+    with pytest.raises(ProtocolError, match="lengths say"):
+        p.decode_plain_results(p.Message(msg.type, payload[:-1]))
+    wrong_kind = payload[:4 + 16] + bytes([p.ValueKind.ARENA]) + payload[4 + 17:]
+    with pytest.raises(ProtocolError, match="kind"):
+        p.decode_plain_results(p.Message(msg.type, wrong_kind))
+    # A count far beyond the bytes that follow fails before any column is read.
+    huge = p.Message(msg.type, (2**32 - 1).to_bytes(4, "big") + payload[4:])
+    with pytest.raises(ProtocolError, match="truncated"):
+        p.decode_plain_results(huge)
+
+
 def test_control_payload_must_be_a_json_object() -> None:
     with pytest.raises(ProtocolError):
         p.decode_control(p.Message(p.MsgType.HELLO, b"\xff\xfe"))
@@ -110,7 +152,8 @@ def test_control_payload_must_be_a_json_object() -> None:
 
 
 _decoders = [p.decode_tasks, p.decode_results, p.decode_control, p.decode_mesh_send,
-             p.decode_mesh_resolve, p.decode_define]
+             p.decode_mesh_resolve, p.decode_define, p.decode_plain_tasks,
+             p.decode_plain_results]
 
 
 @settings(max_examples=300, deadline=None)

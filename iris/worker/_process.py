@@ -31,6 +31,7 @@ import weakref
 from collections import deque
 from collections.abc import Sequence
 from functools import partial
+from itertools import repeat
 from typing import Any
 
 # Imported at boot, which overlaps the daemon's own start, rather than by the first task's
@@ -44,15 +45,16 @@ from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     MsgType,
     ResultRecord,
-    TaskRecord,
     Value,
     ValueKind,
     chunk_by_size,
     decode_control,
     decode_define,
     decode_frames,
+    decode_plain_tasks,
     decode_tasks,
     encode_control,
+    encode_plain_results,
     encode_results,
 )
 from iris._reactor import Reactor
@@ -75,6 +77,14 @@ _SPARE_EXECUTORS = 2
 _BATCH_S = 0.001
 _SCALARS = frozenset({type(None), bool, int, float, complex})
 _SHORT = frozenset({str, bytes})
+# A queued task: (owner, task id, function id, num_returns, arguments, resolved values).
+# The arguments are the pickled bytes when they came inline without buffers (a plain
+# batch), else their Value.
+_Task = tuple[Any, int, int, int, Any, Sequence[Value]]
+# A finished task: (owner, task id, run time in ns, outcome): the outcome is the pickled
+# bytes of a lone small result, else its Values.
+_Done = tuple[Any, int, int, Any]
+_INLINE, _ERROR, _ARENA = ValueKind.INLINE, ValueKind.ERROR, ValueKind.ARENA
 
 
 
@@ -112,8 +122,10 @@ class WorkerProcess:
         self.funcs: dict[int, Any] = {}
         # Owners are ROUTER identities (bytes) or local links (StreamLink).
         self.owner_host: dict[Any, str] = {}
-        self.queue: deque[tuple[Any, TaskRecord]] = deque()
-        self.done: list[tuple[Any, ResultRecord]] = []  # results not sent yet
+        self.queue: deque[_Task] = deque()
+        # Results not sent yet. A deque: the running thread appends without the lock while
+        # the flusher may be taking earlier ones out.
+        self.done: deque[_Done] = deque()
         self.active = 0  # tasks running and not blocked in get
         self.threads = 1  # threads that can lead (the main one and followers)
         self.flush_armed = False
@@ -174,30 +186,44 @@ class WorkerProcess:
     def _run_queue(self) -> None:
         """Run queued tasks on this thread while it leads (called without the lock).
 
-        A lone result is sent at once; during a burst results gather, and the flusher
-        thread sends them within _BATCH_S should a long task follow.
+        The thread takes every queued task at once and runs them without the lock; should
+        one block in get, the rest go back to the queue for the next leader (see
+        :meth:`task_blocked`). A lone result is sent at once; during a burst results
+        gather, and the flusher thread sends them within _BATCH_S should a long task follow.
         """
         me = threading.get_ident()
-        lock, queue, loop = self.lock, self.queue, self.loop
+        lock, queue, loop, done, local = self.lock, self.queue, self.loop, self.done, self.local
+        getrefcount = sys.getrefcount
         while True:
             with lock:
                 if loop.leader != me or not queue or self.active:
                     return
-                peer, rec = queue.popleft()
+                batch = queue.copy()
+                queue.clear()
                 self.active += 1
-            self.local.task = (peer, rec.task_id)
-            result, region = self._execute(peer, rec)
-            self.local.task = None
-            with lock:
-                if region is not None and sys.getrefcount(region) > 2:
-                    self._kept(peer, rec.task_id, region)  # the task kept some of it
+            local.rest = batch
+            if len(batch) > 1 and not self.flush_armed:
+                self.flush_armed = True
+                self.flush_wake.set()
+            while batch:
+                task = batch.popleft()
+                local.task = task
+                outcome, exec_ns, region = self._execute(task)
+                local.task = None
+                if region is not None and getrefcount(region) > 2:
+                    with lock:
+                        self._kept(task[0], task[1], region)  # the task kept some of it
                 region = None
-                self.active -= 1
-                self.done.append((peer, result))
+                done.append((task[0], task[1], exec_ns, outcome))
                 if loop.leader != me:
-                    # It blocked in get and gave the lead away; the leader may be busy with
-                    # a long task, so send the result from here (the lock allows it), and
-                    # wake the leader: with this task done it may run the next one.
+                    break  # it blocked in get: its batch went back to the queue
+            local.rest = None
+            with lock:
+                self.active -= 1
+                if loop.leader != me:
+                    # It gave the lead away; the leader may be busy with a long task, so
+                    # send the result from here (the lock allows it), and wake the leader:
+                    # with this task done it may run the next one.
                     self._flush()
                     if queue:
                         loop.call_soon_threadsafe(_nothing)
@@ -240,12 +266,16 @@ class WorkerProcess:
         task = getattr(self.local, "task", None)
         if task is None:
             return
-        peer, task_id = task
+        peer, task_id = task[0], task[1]
         frames = encode_control(MsgType.REQUEST, {"op": "blocked", "task_id": task_id,
                                                    "blocked": blocked})
         with self.lock:
             self._send(peer, frames)
             if blocked:
+                rest = getattr(self.local, "rest", None)
+                if rest:  # the rest of its batch: the next leader runs it meanwhile
+                    self.queue.extendleft(reversed(rest))
+                    rest.clear()
                 self.active -= 1
                 if self.loop.leader == threading.get_ident():
                     self.loop.abdicate()
@@ -290,8 +320,14 @@ class WorkerProcess:
 
     def _handle(self, peer: Any, m: Any) -> None:
         t = m.type
-        if t == MsgType.TASKS:
-            self.queue.extend((peer, rec) for rec in decode_tasks(m))
+        if t == MsgType.PLAIN_TASKS:
+            ids, fids, nrets, kinds, datas = decode_plain_tasks(m)
+            if _ARENA in kinds:
+                datas = [d if k == _INLINE else Value(k, d, ()) for k, d in zip(kinds, datas)]
+            self.queue.extend(zip(repeat(peer), ids, fids, nrets, datas, repeat(())))
+        elif t == MsgType.TASKS:
+            self.queue.extend((peer, r.task_id, r.func_id, r.num_returns, r.args, r.resolved)
+                              for r in decode_tasks(m))
         elif t == MsgType.DEFINE:
             func_id, blob = decode_define(m)
             self.blobs[func_id] = blob
@@ -309,22 +345,57 @@ class WorkerProcess:
             raise ProtocolError(f"a worker does not take message type 0x{t:02x}")
 
     def _flush(self) -> None:
-        """Send every finished result, batched per owner (lock held)."""
-        done, self.done = self.done, []
+        """Send every finished result, batched per owner (lock held): lone small values in
+        a plain (columnar) batch, the others in a batch of records."""
+        done = self.done
         if not done:
             return
-        by_peer: dict[Any, list[ResultRecord]] = {}
-        for peer, result in done:
-            by_peer.setdefault(peer, []).append(result)
+        by_peer: dict[Any, tuple[list[Any], ...]] = {}
+        for _ in range(len(done)):  # what the running thread appends meanwhile waits
+            peer, task_id, exec_ns, outcome = done.popleft()
+            cols = by_peer.get(peer)
+            if cols is None:
+                cols = by_peer[peer] = ([], [], [], [], [])
+            if type(outcome) is bytes:
+                kind = _INLINE
+            elif len(outcome) == 1 and not outcome[0].buffers and outcome[0].kind in (
+                    _INLINE, _ERROR):
+                kind, outcome = outcome[0].kind, bytes(outcome[0].data)
+            else:
+                cols[4].append(ResultRecord(task_id, outcome, exec_ns))
+                continue
+            cols[0].append(task_id)
+            cols[1].append(exec_ns)
+            cols[2].append(kind)
+            cols[3].append(outcome)
         budget = self.max_frame // 2
-        for peer, batch in by_peer.items():
+        for peer, (ids, execs, kinds, datas, records) in by_peer.items():
+            if ids:
+                self._send_plain(peer, ids, execs, kinds, datas, budget)
+            if not records:
+                continue
             # For an owner on this host every result is under the inline threshold (larger
             # ones are in shared memory), so the batch's size is bounded without a look.
-            if self.owner_host.get(peer) == self.host and len(batch) * self.threshold <= budget:
-                self._send_results(peer, batch)
+            if self.owner_host.get(peer) == self.host and len(records) * self.threshold <= \
+                    budget:
+                self._send_results(peer, records)
                 continue
-            for chunk in chunk_by_size(batch, budget, _result_size):
+            for chunk in chunk_by_size(records, budget, _result_size):
                 self._send_results(peer, chunk)
+
+    def _send_plain(self, peer: Any, ids: list[int], execs: list[int], kinds: list[int],
+                    datas: list[bytes], budget: int) -> None:
+        """Send lone small results in plain batches of at most ``budget`` bytes each."""
+        start, total = 0, 0
+        for i, d in enumerate(datas):
+            if total + len(d) + 21 > budget and i > start:
+                self._send(peer, encode_plain_results(ids[start:i], execs[start:i],
+                                                      kinds[start:i], datas[start:i]))
+                start, total = i, 0
+            total += len(d) + 21
+        if start:
+            ids, execs, kinds, datas = ids[start:], execs[start:], kinds[start:], datas[start:]
+        self._send(peer, encode_plain_results(ids, execs, kinds, datas))
 
     def _send_results(self, peer: Any, batch: Sequence[ResultRecord]) -> None:
         """Send a batch of results; one that cannot be sent (too many buffers for one
@@ -368,19 +439,24 @@ class WorkerProcess:
                                                   "kept": False})
         self.loop.call_soon_threadsafe(partial(self._send, peer, frames))
 
-    def _execute(self, peer: Any, rec: TaskRecord) -> tuple[ResultRecord, Any]:
-        """Run one task; returns its result and, if its arguments were read in place from
-        an arena, the region they view (to see whether the task kept any of them)."""
+    def _execute(self, task: _Task) -> tuple[Any, int, Any]:
+        """Run one task; returns its outcome (see ``_Done``), its run time and, if its
+        arguments were read in place from an arena, the region they view (to see whether
+        the task kept any of them)."""
         t0 = time.perf_counter_ns()
         self.tasks_run += 1
         region = None
+        peer, _, func_id, num_returns, a, resolved = task
         try:
-            fn = self.funcs.get(rec.func_id) or self._function(rec.func_id)
-            a = rec.args
-            if a.kind == ValueKind.INLINE and a.data == _NO_ARGS and not a.buffers:
-                result = fn()  # the commonest call of all: nothing to unpickle
+            fn = self.funcs.get(func_id) or self._function(func_id)
+            if type(a) is bytes:
+                if a == _NO_ARGS:
+                    result = fn()  # the commonest call of all: nothing to unpickle
+                else:
+                    args, kwargs = loads(a)
+                    result = fn(*args, **kwargs)
             else:
-                if a.kind == ValueKind.ARENA:
+                if a.kind == _ARENA:
                     try:
                         header, views, region = view_arena(a.data)
                     except (OSError, ValueError) as err:
@@ -390,23 +466,22 @@ class WorkerProcess:
                     del views
                 else:
                     args, kwargs = from_value(a)
-                if rec.resolved:
-                    args, kwargs = _substitute(args, kwargs, rec.resolved)
+                if resolved:
+                    args, kwargs = _substitute(args, kwargs, resolved)
                 result = fn(*args, **kwargs)
-            if rec.num_returns == 1 and (type(result) in _SCALARS or (
+            if num_returns == 1 and (type(result) in _SCALARS or (
                     type(result) in _SHORT and len(result) < 4096)):
                 # Nothing inside it to look for (refs, buffers), nothing large.
-                values = [Value(ValueKind.INLINE, pickle.dumps(result, 5), ())]
+                outcome: Any = pickle.dumps(result, 5)
             else:
-                values = self._result_values(peer, rec, result)
+                outcome = self._result_values(peer, num_returns, result)
         except BaseException as exc:  # noqa: BLE001  user code may raise anything
             # Skip _execute's own frame when the error came from the user's function.
             user = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
-            values = [error_value(exc, 1 if user else 0)]
-        return ResultRecord(rec.task_id, values, time.perf_counter_ns() - t0), region
+            outcome = [error_value(exc, 1 if user else 0)]
+        return outcome, time.perf_counter_ns() - t0, region
 
-    def _result_values(self, peer: Any, rec: TaskRecord, result: Any) -> list[Value]:
-        n = rec.num_returns
+    def _result_values(self, peer: Any, n: int, result: Any) -> list[Value]:
         if n == 1:
             parts = [result]
         else:
