@@ -158,6 +158,8 @@ class Client:
         self.cluster_id = ""
         self.objects: dict[int, _Object] = {}
         self.borrowed: dict[tuple[str, int], _Object] = {}
+        # Live refs in this process to objects of other owners (our own objects count
+        # theirs on their entries).
         self.refcounts: dict[tuple[str, int], int] = {}
         self.ref_lock = threading.RLock()
         self.oids = itertools.count(1)
@@ -828,6 +830,9 @@ class Client:
                     self._tell_owner(owner, oid, transit=-1)
 
     def _finish_task(self, task: _Task) -> None:
+        if len(task.header) > 256 or task.buffers:
+            # The entry lives on as its object's: keep no arguments there.
+            task.header, task.buffers = b"", []
         if task.args_segment is None and task.args_slot is None and not task.pinned:
             task.deps = None
             return
@@ -1115,24 +1120,22 @@ class Client:
                   max_retries: int, actor: ActorRecord | None, role: int
                   ) -> tuple[_Task, list[ObjectRef]]:
         """A task's entry, its objects and their refs (not queued yet)."""
-        objects, address, where = self.objects, self.address, func.label
-        if num_returns == 1:
-            oid = next(self.oids)
-            oids = [oid]
-            objects[oid] = _Object(where)
-            # A new object: nobody else can count it yet, so no lock for its first ref.
-            self.refcounts[(address, oid)] = 1
-            refs = [ObjectRef._owned_new(oid, address)]
-        else:
-            oids = [next(self.oids) for _ in range(num_returns)]
-            for oid in oids:
-                objects[oid] = _Object(where)
-            refs = [ObjectRef(oid, address) for oid in oids]
         header, buffers, deps, pinned, args_value, args_segment, args_slot = prepared
-        task = _Task(oids, func, header, buffers, deps, pinned, num_returns,
-                     max_retries, args_value, args_segment, args_slot=args_slot, actor=actor,
-                     role=role)
-        return task, refs
+        oid = next(self.oids)
+        if num_returns == 1:
+            task = _Task((oid,), func, header, buffers, deps, pinned, 1, max_retries,
+                         args_value, args_segment, args_slot, actor, role)
+            self.objects[oid] = task  # the task is its object's entry too
+            # A new object: nobody else can count it yet (its count starts at one).
+            return task, [ObjectRef._owned_new(oid, self.address)]
+        oids = (oid, *[next(self.oids) for _ in range(num_returns - 1)])
+        task = _Task(oids, func, header, buffers, deps, pinned, num_returns, max_retries,
+                     args_value, args_segment, args_slot, actor, role)
+        task.nrefs = 0
+        self.objects[oid] = task
+        for other in oids[1:]:
+            self.objects[other] = _Object(func.label)
+        return task, [ObjectRef(o, self.address) for o in oids]
 
     def put(self, value: Any) -> ObjectRef:
         """Store ``value`` in the cluster; returns its ref. Any thread."""
@@ -1300,36 +1303,40 @@ class Client:
 
     # ------------------------------------------------------------------ refcounts
     def incref(self, ref: ObjectRef) -> None:
-        key = (ref.owner, ref.oid)
+        """A new live ref in this process: counted on our own object's entry, or in the
+        table of borrowed refs (the first one registers us with their owner)."""
         with self.ref_lock:
+            if ref.owner == self.address:
+                obj = self.objects.get(ref.oid)
+                if obj is not None:  # (a ref to an object freed already counts nothing)
+                    obj.nrefs += 1
+                return
+            key = (ref.owner, ref.oid)
             n = self.refcounts.get(key, 0)
             self.refcounts[key] = n + 1
-            if n == 0 and ref.owner != self.address:
+            if n == 0:
                 self._tell_owner(ref.owner, ref.oid, borrow=1)  # we borrow it from now on
-            elif n == 0:
-                obj = self.objects.get(ref.oid)
-                if obj is not None:
-                    obj.unreferenced = False
 
     def decref(self, owner: str, oid: int) -> None:
-        key = (owner, oid)
         with self.ref_lock:
-            n = self.refcounts.get(key, 0) - 1
-            if n > 0:
-                self.refcounts[key] = n
-                return
-            self.refcounts.pop(key, None)
-            if owner != self.address:
+            if owner == self.address:
+                obj = self.objects.get(oid)
+                if obj is None:
+                    return
+                obj.nrefs -= 1
+                if obj.nrefs > 0 or obj.borrowers > 0 or obj.transit > 0:
+                    return  # still referenced here, or other processes hold it
+                del self.objects[oid]
+            else:
+                key = (owner, oid)
+                n = self.refcounts.get(key, 0) - 1
+                if n > 0:
+                    self.refcounts[key] = n
+                    return
+                self.refcounts.pop(key, None)
                 self.borrowed.pop(key, None)
                 self._tell_owner(owner, oid, borrow=-1)
                 return
-            obj = self.objects.get(oid)
-            if obj is None:
-                return
-            obj.unreferenced = True
-            if obj.borrowers > 0 or obj.transit > 0:
-                return  # other processes hold it: freed when they let go
-            del self.objects[oid]
         self._free(obj)
 
     def _free(self, obj: _Object) -> None:

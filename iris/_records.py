@@ -30,47 +30,64 @@ class FunctionInfo:
 
 
 class ObjectEntry:
-    """One object in its owner's table: state, value or error, callbacks."""
+    """One object in its owner's table: state, value or error, callbacks.
 
-    __slots__ = ("state", "value", "error", "callbacks", "where", "owned_segment",
-                 "borrowers", "transit", "unreferenced", "contained")
+    Made for every task and put, so only what differs from the class defaults below is
+    stored per instance (no ``__slots__``: an instance's few attributes live inline).
+    """
+
+    state: int = PENDING
+    value: Value | None = None
+    error: BaseException | None = None
+    callbacks: list[Callable[[ObjectEntry], None]] | None = None
+    where: str = ""
+    owned_segment: str | None = None
+    # Live refs in this process (the owner's own count), and others keeping it alive:
+    # refs held by other processes (borrowers), and refs on their way to one inside a
+    # task's result (transit). Freed when all three are zero.
+    nrefs: int = 0
+    borrowers: int = 0
+    transit: int = 0
+    # Refs inside this object's value, kept alive as long as the value is.
+    contained: list[Any] | None = None
 
     def __init__(self, where: str = "") -> None:
-        self.state = PENDING
-        self.value: Value | None = None
-        self.error: BaseException | None = None
-        self.callbacks: list[Callable[[ObjectEntry], None]] | None = None
-        self.where = where
-        self.owned_segment: str | None = None
-        # Kept alive by others too: refs held by other processes (borrowers), and refs on
-        # their way to one inside a task's result (transit). Freed when these and the
-        # local count are all zero (``unreferenced``: the local count reached zero).
-        self.borrowers = 0
-        self.transit = 0
-        self.unreferenced = False
-        # Refs inside this object's value, kept alive as long as the value is.
-        self.contained: list[Any] | None = None
+        if where:
+            self.where = where
+
+    @property
+    def unreferenced(self) -> bool:
+        """No ref to it is left in this process."""
+        return self.nrefs <= 0
 
 
-@dataclass(slots=True, eq=False)
-class TaskEntry:
-    """A submitted task until its result arrives."""
+class TaskEntry(ObjectEntry):
+    """A submitted task until its result arrives; it is also the entry of the task's
+    (first) object, so a task costs one record, not two."""
 
-    oids: list[int]
-    func: FunctionInfo
-    header: bytes
-    buffers: list[Any]
-    deps: list[ObjectRef] | None
-    pinned: list[ObjectRef]
-    num_returns: int
-    retries_left: int
-    args_value: Value | None = None
-    args_segment: str | None = None
-    waiting: int = 0
-    args_slot: Any = None  # an ArenaSlot holding the arguments, released when done
-    actor: ActorRecord | None = None  # the actor this task creates or calls
-    role: int = 0  # CALL, CREATE or KILL (for actor tasks)
+    waiting: int = 0  # arguments not ready yet; -1 once the task failed
     args_kept: WorkerLink | None = None  # the worker that kept views of args_slot
+
+    def __init__(self, oids: tuple[int, ...], func: FunctionInfo, header: bytes,
+                 buffers: list[Any], deps: list[ObjectRef] | None, pinned: list[ObjectRef],
+                 num_returns: int, retries_left: int, args_value: Value | None,
+                 args_segment: str | None, args_slot: Any, actor: ActorRecord | None,
+                 role: int) -> None:
+        self.where = func.label
+        self.nrefs = 1  # the ref submit returns
+        self.oids = oids
+        self.func = func
+        self.header = header
+        self.buffers = buffers
+        self.deps = deps
+        self.pinned = pinned
+        self.num_returns = num_returns
+        self.retries_left = retries_left
+        self.args_value = args_value
+        self.args_segment = args_segment
+        self.args_slot = args_slot  # an ArenaSlot holding the arguments, released when done
+        self.actor = actor  # the actor this task creates or calls
+        self.role = role  # CALL, CREATE or KILL (for actor tasks)
 
 
 CALL, CREATE, KILL = 0, 1, 2
