@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from functools import partial
+from pickle import loads as _pickle_loads
 from typing import Any
 
 import zmq
@@ -132,6 +133,7 @@ _NO_ARGS_PREPARED: _Prepared = (_NO_ARGS, [], None, [], None, None, None)
 # A worker whose local link closed is dropped for good after this long, if the head has
 # not said why by then.
 _LINK_GRACE_S = 2.0
+_INLINE = ValueKind.INLINE
 # How long a synchronous get looks for its answer before it sleeps (see _wait_objects).
 _SPIN_S = 100e-6
 
@@ -362,13 +364,15 @@ class Client:
     # ------------------------------------------------------------------ submission
     def _on_submits(self) -> None:
         self.submit_scheduled = False
-        q = self.submit_q
+        q, ready = self.submit_q, self.ready
         while q:
             task = q.popleft()
             if task.actor is not None and task.role != CREATE:
                 task.actor.calls.append(task)  # its place in the actor's order
             if task.deps:
                 self._resolve_deps(task)
+            elif task.actor is None:
+                ready.append(task)
             else:
                 self._make_ready(task)
         self._dispatch()
@@ -712,7 +716,7 @@ class Client:
         decay = 0.9 ** k
         self.avg_exec_s = self.avg_exec_s * decay + mean * (1 - decay) if self.avg_exec_s \
             else mean
-        inflight, objects, blocked = w.inflight, self.objects, w.blocked
+        inflight, blocked = w.inflight, w.blocked
         done = 0
         for tid, kind, data in zip(ids, kinds, datas):
             task = inflight.pop(tid, None)
@@ -721,15 +725,21 @@ class Client:
             done += 1
             if blocked:
                 blocked.discard(tid)
-            if kind == ValueKind.INLINE and task.num_returns == 1:
-                # The commonest outcome: one small value, nothing inside it to hold.
-                obj = objects.get(tid)
-                if obj is not None:
-                    self._settle(obj, Value(kind, data, ()), None)
-                self._finish_task(task)
+            if kind == _INLINE and task.num_returns == 1:
+                # The commonest outcome: one small value, nothing inside it to hold. The
+                # task is its object's entry (freed already if its refs are gone: then
+                # nobody reads this).
+                task.value = Value(_INLINE, data, ())
+                task.state = _READY
+                if task.callbacks:
+                    self._run_callbacks(task)
+                if not task.light:
+                    self._finish_task(task)
             else:
                 self._complete(task, ResultRecord(tid, [Value(kind, data, ())]), False)
-        self.n_inflight -= done
+        if done:
+            self.n_inflight -= done
+            self.settled = True
         return done
 
     def _worker_notice(self, w: _Worker, m: Message) -> None:
@@ -830,6 +840,8 @@ class Client:
                     self._tell_owner(owner, oid, transit=-1)
 
     def _finish_task(self, task: _Task) -> None:
+        if task.light:
+            return
         if len(task.header) > 256 or task.buffers:
             # The entry lives on as its object's: keep no arguments there.
             task.header, task.buffers = b"", []
@@ -880,13 +892,16 @@ class Client:
         obj.state = _FAILED if error is not None or (
             value is not None and value.kind == ValueKind.ERROR) else _READY
         if obj.callbacks:
-            for cb in obj.callbacks:
-                try:
-                    cb(obj)
-                except Exception:
-                    log.exception("object callback failed")
-            obj.callbacks = None
+            self._run_callbacks(obj)
         self.settled = True
+
+    def _run_callbacks(self, obj: _Object) -> None:
+        callbacks, obj.callbacks = obj.callbacks or [], None
+        for cb in callbacks:
+            try:
+                cb(obj)
+            except Exception:
+                log.exception("object callback failed")
 
     def _wake_waiters(self) -> None:
         """Wake threads blocked in get/wait, once per batch of settled objects."""
@@ -1125,6 +1140,10 @@ class Client:
         if num_returns == 1:
             task = _Task((oid,), func, header, buffers, deps, pinned, 1, max_retries,
                          args_value, args_segment, args_slot, actor, role)
+            if prepared is _NO_ARGS_PREPARED or (
+                    args_value is None and not pinned and not deps and not buffers
+                    and len(header) <= 256):
+                task.light = True
             self.objects[oid] = task  # the task is its object's entry too
             # A new object: nobody else can count it yet (its count starts at one).
             return task, [ObjectRef._owned_new(oid, self.address)]
@@ -1173,7 +1192,14 @@ class Client:
         objs = [(objects.get(r.oid) if r.owner == address else None) or self._lookup_for_get(r)
                 for r in refs]
         self._wait_objects(objs, len(objs), timeout)
-        return [self._decode(o) for o in objs]
+        out = []
+        for o in objs:
+            v = o.value
+            if v is not None and v.kind == _INLINE and not v.buffers and o.error is None:
+                out.append(_pickle_loads(v.data))  # the common case, without the calls
+            else:
+                out.append(self._decode(o))
+        return out
 
     def tell_head(self, body: dict[str, Any]) -> None:
         """Send the head a request whose reply nobody waits for. Any thread."""
@@ -1344,7 +1370,8 @@ class Client:
         if obj.owned_segment is not None:
             release_segment(obj.owned_segment)
             obj.owned_segment = None
-        obj.contained = None  # their own decrefs follow
+        if obj.contained is not None:
+            obj.contained = None  # their own decrefs follow
 
     def _tell_owner(self, owner: str, oid: int, borrow: int = 0, transit: int = 0) -> None:
         """Queue a borrow/transit update for an object's owner (any thread; in order)."""

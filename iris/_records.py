@@ -66,6 +66,9 @@ class TaskEntry(ObjectEntry):
     (first) object, so a task costs one record, not two."""
 
     waiting: int = 0  # arguments not ready yet; -1 once the task failed
+    # Nothing to release when it finishes: no refs pinned, no segment or arena slot, no
+    # buffers or large bytes to drop (set at submission).
+    light: bool = False
     args_kept: WorkerLink | None = None  # the worker that kept views of args_slot
 
     def __init__(self, oids: tuple[int, ...], func: FunctionInfo, header: bytes,
