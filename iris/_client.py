@@ -1496,8 +1496,13 @@ class _Outgoing:
         return self.frames
 
     def _close_plain(self) -> None:
-        self.frames.extend(encode_plain_tasks(self.ids, self.fids, self.nrets, self.kinds,
-                                              self.datas))
+        if len(self.ids) == 1:  # a lone record packs cheaper than five columns
+            self.frames.extend(encode_tasks([TaskRecord(
+                self.ids[0], self.fids[0], self.nrets[0],
+                Value(self.kinds[0], self.datas[0], ()), ())]))
+        else:
+            self.frames.extend(encode_plain_tasks(self.ids, self.fids, self.nrets,
+                                                  self.kinds, self.datas))
         self.ids, self.fids, self.nrets, self.kinds, self.datas = [], [], [], [], []
         self.size = 0
 

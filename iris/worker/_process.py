@@ -370,7 +370,10 @@ class WorkerProcess:
             cols[3].append(outcome)
         budget = self.max_frame // 2
         for peer, (ids, execs, kinds, datas, records) in by_peer.items():
-            if ids:
+            if len(ids) == 1:  # a lone result packs cheaper as a record than as columns
+                records.insert(0, ResultRecord(ids[0], [Value(kinds[0], datas[0], ())],
+                                               execs[0]))
+            elif ids:
                 self._send_plain(peer, ids, execs, kinds, datas, budget)
             if not records:
                 continue
