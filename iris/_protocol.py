@@ -469,6 +469,19 @@ def _datas(p: Any, off: int, lens: list[int], what: str) -> list[Any]:
     return [p[a:b] for a, b in zip(ends, ends[1:])]
 
 
+def _plain_batch(msg: Message, column_bytes: int, what: str) -> tuple[bytes, int]:
+    """A plain batch's payload (as bytes) and record count, checked against its size."""
+    p = msg.payload if type(msg.payload) is bytes else bytes(msg.payload)
+    if msg.buffers:
+        raise ProtocolError(f"a plain {what} batch carries no buffer frames")
+    if len(p) < 4:
+        raise ProtocolError(f"plain {what} batch shorter than its count")
+    (count,) = _U32.unpack_from(p, 0)
+    if 4 + count * column_bytes > len(p):
+        raise ProtocolError(f"plain {what} batch of {count} records is truncated")
+    return p, count
+
+
 def encode_plain_tasks(task_ids: Sequence[int], func_ids: Sequence[int],
                        num_returns: Sequence[int], kinds: Sequence[int],
                        datas: Sequence[bytes]) -> list[Any]:
@@ -488,14 +501,7 @@ def decode_plain_tasks(msg: Message) -> tuple[list[int], list[int], list[int], l
                                               list[Any]]:
     """``(task_ids, func_ids, num_returns, kinds, datas)`` of a PLAIN_TASKS batch; raises
     ProtocolError on any inconsistency."""
-    p = msg.payload if type(msg.payload) is bytes else bytes(msg.payload)
-    if msg.buffers:
-        raise ProtocolError("a plain task batch carries no buffer frames")
-    if len(p) < 4:
-        raise ProtocolError("plain task batch shorter than its count")
-    (count,) = _U32.unpack_from(p, 0)
-    if 4 + count * 23 > len(p):
-        raise ProtocolError(f"plain task batch of {count} records is truncated")
+    p, count = _plain_batch(msg, 23, "task")
     ids, off = _read_column("Q", p, 4, count)
     fids, off = _read_column("Q", p, off, count)
     nrets, off = _read_column("H", p, off, count)
@@ -522,14 +528,7 @@ def encode_plain_results(task_ids: Sequence[int], exec_ns: Sequence[int],
 def decode_plain_results(msg: Message) -> tuple[list[int], list[int], list[int], list[Any]]:
     """``(task_ids, exec_ns, kinds, datas)`` of a PLAIN_RESULTS batch; raises ProtocolError
     on any inconsistency."""
-    p = msg.payload if type(msg.payload) is bytes else bytes(msg.payload)
-    if msg.buffers:
-        raise ProtocolError("a plain result batch carries no buffer frames")
-    if len(p) < 4:
-        raise ProtocolError("plain result batch shorter than its count")
-    (count,) = _U32.unpack_from(p, 0)
-    if 4 + count * 21 > len(p):
-        raise ProtocolError(f"plain result batch of {count} records is truncated")
+    p, count = _plain_batch(msg, 21, "result")
     ids, off = _read_column("Q", p, 4, count)
     execs, off = _read_column("Q", p, off, count)
     kinds, off = _read_column("B", p, off, count)
