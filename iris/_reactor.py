@@ -313,8 +313,12 @@ class Reactor:
             return
         leader = self.leader
         self._dispatch(leader, events)
-        if leader is not None and leader != threading.get_ident():
-            self._kick()  # what we served may be what the leader waits for: let it look
+        if leader is not None and leader != threading.get_ident() and \
+                leader != self._background:
+            # What we served may be what the leader waits for: let it look. (A background
+            # leader waits for nothing in particular: waking it would only have it compete
+            # for the GIL with this thread's burst.)
+            self._kick()
 
     def abdicate(self) -> None:
         """Give up the lead (lock held by the leader), waking a parked thread to take it."""

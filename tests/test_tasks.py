@@ -398,3 +398,26 @@ def test_refs_from_an_earlier_init_are_lost_not_hung() -> None:
         with pytest.raises(iris.ObjectLostError, match="earlier iris.init"):
             iris.get(old, timeout=30)
 
+
+
+def test_a_task_waiting_for_an_earlier_task_of_its_batch_gets_its_result() -> None:
+    """One worker takes [slow, waiter] as one batch; the waiter blocks on the slow task's
+    result, which is done but not sent yet: it must go out (it did not, once)."""
+    from iris.testing import local_cluster
+
+    @iris.remote
+    def slow(s: float = 0.3) -> int:
+        threading.Event().wait(s)  # long enough that the flusher fired before it ended
+        return 7
+
+    @iris.remote
+    def waiter(refs: list[iris.ObjectRef]) -> int:
+        return int(iris.get(refs[0], timeout=60)) + 1
+
+    with local_cluster(num_workers=1):
+        for _ in range(3):
+            busy = slow.remote(0.1)  # goes at once; the next two then go out together
+            a = slow.remote()
+            b = waiter.remote([a])
+            assert iris.get(b, timeout=60) == 8
+            assert iris.get(busy) == 7

@@ -202,9 +202,6 @@ class WorkerProcess:
                 queue.clear()
                 self.active += 1
             local.rest = batch
-            if len(batch) > 1 and not self.flush_armed:
-                self.flush_armed = True
-                self.flush_wake.set()
             while batch:
                 task = batch.popleft()
                 local.task = task
@@ -217,6 +214,11 @@ class WorkerProcess:
                 done.append((task[0], task[1], exec_ns, outcome))
                 if loop.leader != me:
                     break  # it blocked in get: its batch went back to the queue
+                if batch and not self.flush_armed:
+                    # More to run: should the next task run long, the flusher sends what is
+                    # done meanwhile (another task may wait for it).
+                    self.flush_armed = True
+                    self.flush_wake.set()
             local.rest = None
             with lock:
                 self.active -= 1
@@ -276,6 +278,7 @@ class WorkerProcess:
                 if rest:  # the rest of its batch: the next leader runs it meanwhile
                     self.queue.extendleft(reversed(rest))
                     rest.clear()
+                self._flush()  # what it waits for may be among the results done here
                 self.active -= 1
                 if self.loop.leader == threading.get_ident():
                     self.loop.abdicate()
