@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from iris._serialization import numpy_module
 from iris._store import SHM_DIR, remove_segments
 
 __all__ = ["Arena", "ArenaSlot", "remove_arenas_of", "view_arena"]
@@ -260,8 +261,7 @@ def view_arena(location: bytes | memoryview) -> tuple[bytes, list[Any], Any]:
         FileNotFoundError: the chunk is gone (its owner left).
         ValueError: the location is malformed or points outside the chunk.
     """
-    import numpy as np
-
+    np = numpy_module()
     off, hdr, spans, raw = _parse_location(location)
     end = off + hdr
     for o, n in spans:

@@ -62,6 +62,7 @@ from iris._protocol import (
     encode_plain_tasks,
     encode_results,
     encode_tasks,
+    plain_task_size,
 )
 from iris._reactor import Reactor
 from iris._records import CALL, CREATE, KILL, ActorRecord, FunctionInfo
@@ -620,7 +621,7 @@ class Client:
         w.inflight[oid] = task
         self.n_inflight += 1
         if rec is None:
-            out.plain(oid, func.func_id, task.num_returns, kind, data)  # type: ignore[arg-type]
+            out.plain((oid, func.func_id, task.num_returns, kind, data))  # type: ignore[arg-type]
         else:
             out.record(rec)
         return True
@@ -726,20 +727,10 @@ class Client:
             if blocked:
                 blocked.discard(tid)
             if kind == _INLINE and task.num_returns == 1:
-                # The commonest outcome: one small value, nothing inside it to hold. The
-                # task is its object's entry (freed already if its refs are gone: then
-                # nobody reads this).
-                task.value = Value(_INLINE, data, ())
-                task.state = _READY
-                if task.callbacks:
-                    self._run_callbacks(task)
-                if not task.light:
-                    self._finish_task(task)
+                self._complete_inline(task, Value(_INLINE, data, ()))
             else:
                 self._complete(task, ResultRecord(tid, [Value(kind, data, ())]), False)
-        if done:
-            self.n_inflight -= done
-            self.settled = True
+        self.n_inflight -= done
         return done
 
     def _worker_notice(self, w: _Worker, m: Message) -> None:
@@ -775,11 +766,7 @@ class Client:
                 if self.avg_exec_s else rec.exec_ns * 1e-9
         values = rec.values
         if len(values) == 1 and values[0].kind == ValueKind.INLINE and task.num_returns == 1:
-            # The common case: one small value, nothing inside it to hold.
-            obj = self.objects.get(task.oids[0])
-            if obj is not None:
-                self._settle(obj, values[0], None)
-            self._finish_task(task)
+            self._complete_inline(task, values[0])
             return
         if values and values[-1].kind == ValueKind.REFS:
             self._receive_refs(task, values[-1])
@@ -798,6 +785,17 @@ class Client:
                     release_segment(shm_location(v)["name"])
                 continue
             self._settle(obj, v, None)
+        self._finish_task(task)
+
+    def _complete_inline(self, task: _Task, value: Value) -> None:
+        """The commonest outcome: one small value, nothing inside it to hold. It settles
+        the task's own entry, which is its object's (freed already if its refs are gone;
+        then nobody reads it)."""
+        task.value = value
+        task.state = _READY
+        if task.callbacks:
+            self._run_callbacks(task)
+        self.settled = True
         self._finish_task(task)
 
     def _creation_failed(self, actor: ActorRecord, v: Value) -> None:
@@ -1454,57 +1452,45 @@ class Client:
 
 class _Outgoing:
     """What one dispatch sends one worker, in order: DEFINEs, then runs of plain task
-    records (columnar) and of other records, each run one message."""
+    records (columnar) and of other records, each run one message or more (within the
+    budget of bytes per message)."""
 
-    __slots__ = ("frames", "budget", "ids", "fids", "nrets", "kinds", "datas", "size",
-                 "records")
+    __slots__ = ("frames", "budget", "plains", "records")
 
     def __init__(self, budget: int) -> None:
         self.frames: list[Any] = []
-        self.budget = budget  # bytes of records per message
-        self.ids: list[int] = []
-        self.fids: list[int] = []
-        self.nrets: list[int] = []
-        self.kinds: list[int] = []
-        self.datas: list[bytes] = []
-        self.size = 0
+        self.budget = budget
+        self.plains: list[tuple[int, int, int, int, bytes]] = []
         self.records: list[TaskRecord] = []
 
-    def plain(self, oid: int, func_id: int, num_returns: int, kind: int, data: bytes) -> None:
+    def plain(self, rec: tuple[int, int, int, int, bytes]) -> None:
         if self.records:
             self._close_records()
-        n = len(data) + 23
-        if self.size + n > self.budget and self.ids:
-            self._close_plain()
-        self.size += n
-        self.ids.append(oid)
-        self.fids.append(func_id)
-        self.nrets.append(num_returns)
-        self.kinds.append(kind)
-        self.datas.append(data)
+        self.plains.append(rec)
 
     def record(self, rec: TaskRecord) -> None:
-        if self.ids:
+        if self.plains:
             self._close_plain()
         self.records.append(rec)
 
     def finish(self) -> list[Any]:
-        if self.ids:
+        if self.plains:
             self._close_plain()
         if self.records:
             self._close_records()
         return self.frames
 
     def _close_plain(self) -> None:
-        if len(self.ids) == 1:  # a lone record packs cheaper than five columns
-            self.frames.extend(encode_tasks([TaskRecord(
-                self.ids[0], self.fids[0], self.nrets[0],
-                Value(self.kinds[0], self.datas[0], ()), ())]))
-        else:
-            self.frames.extend(encode_plain_tasks(self.ids, self.fids, self.nrets,
-                                                  self.kinds, self.datas))
-        self.ids, self.fids, self.nrets, self.kinds, self.datas = [], [], [], [], []
-        self.size = 0
+        # Plain arguments are under _ARENA_MIN bytes: that bounds a record's size.
+        for chunk in chunk_by_size(self.plains, self.budget, plain_task_size,
+                                   _ARENA_MIN + plain_task_size((0, 0, 0, 0, b""))):
+            if len(chunk) == 1:  # a lone record packs cheaper than five columns
+                tid, fid, nret, kind, data = chunk[0]
+                self.frames.extend(encode_tasks([TaskRecord(tid, fid, nret,
+                                                            Value(kind, data, ()), ())]))
+            else:
+                self.frames.extend(encode_plain_tasks(chunk))
+        self.plains = []
 
     def _close_records(self) -> None:
         for chunk in chunk_by_size(self.records, self.budget, _record_size):

@@ -72,6 +72,8 @@ __all__ = [
     "encode_plain_tasks",
     "decode_plain_results",
     "decode_plain_tasks",
+    "plain_result_size",
+    "plain_task_size",
 ]
 
 MAGIC = b"IR"
@@ -442,6 +444,10 @@ for _code, _size in (("Q", 8), ("I", 4), ("H", 2), ("B", 1)):
 # Value kinds a plain record may carry: tasks' arguments, results' values.
 _PLAIN_TASK_KINDS = frozenset({ValueKind.INLINE, ValueKind.ARENA})
 _PLAIN_RESULT_KINDS = frozenset({ValueKind.INLINE, ValueKind.ERROR})
+# Column bytes per record: ids, function ids, return counts, kinds, lengths / ids, run
+# times, kinds, lengths.
+_PLAIN_TASK_COLUMNS = 8 + 8 + 2 + 1 + 4
+_PLAIN_RESULT_COLUMNS = 8 + 8 + 1 + 4
 
 
 def _column(code: str, values: Sequence[int]) -> bytes:
@@ -482,26 +488,30 @@ def _plain_batch(msg: Message, column_bytes: int, what: str) -> tuple[bytes, int
     return p, count
 
 
-def encode_plain_tasks(task_ids: Sequence[int], func_ids: Sequence[int],
-                       num_returns: Sequence[int], kinds: Sequence[int],
-                       datas: Sequence[bytes]) -> list[Any]:
-    """Frames of a PLAIN_TASKS batch: tasks whose arguments are one value without buffer
-    frames (INLINE pickled arguments, or an ARENA location).
+def encode_plain_tasks(records: Sequence[tuple[int, int, int, int, bytes]]) -> list[Any]:
+    """Frames of a PLAIN_TASKS batch of ``(task_id, func_id, num_returns, kind, data)``
+    records: tasks whose arguments are one value without buffer frames (INLINE pickled
+    arguments, or an ARENA location).
 
     Layout: ``count u32 | task_id u64 x n | func_id u64 x n | num_returns u16 x n |
     kind u8 x n | data length u32 x n | data ...`` (columns little-endian).
     """
+    ids, fids, nrets, kinds, datas = zip(*records) if records else ((),) * 5
     return encode(MsgType.PLAIN_TASKS, b"".join([
-        _U32.pack(len(task_ids)), _column("Q", task_ids), _column("Q", func_ids),
-        _column("H", num_returns), _column("B", kinds),
-        _column("I", [len(d) for d in datas]), *datas]))
+        _U32.pack(len(ids)), _column("Q", ids), _column("Q", fids), _column("H", nrets),
+        _column("B", kinds), _column("I", [len(d) for d in datas]), *datas]))
+
+
+def plain_task_size(record: tuple[int, int, int, int, bytes]) -> int:
+    """Bytes a record takes in a PLAIN_TASKS payload (for :func:`chunk_by_size`)."""
+    return _PLAIN_TASK_COLUMNS + len(record[4])
 
 
 def decode_plain_tasks(msg: Message) -> tuple[list[int], list[int], list[int], list[int],
                                               list[Any]]:
     """``(task_ids, func_ids, num_returns, kinds, datas)`` of a PLAIN_TASKS batch; raises
     ProtocolError on any inconsistency."""
-    p, count = _plain_batch(msg, 23, "task")
+    p, count = _plain_batch(msg, _PLAIN_TASK_COLUMNS, "task")
     ids, off = _read_column("Q", p, 4, count)
     fids, off = _read_column("Q", p, off, count)
     nrets, off = _read_column("H", p, off, count)
@@ -512,23 +522,28 @@ def decode_plain_tasks(msg: Message) -> tuple[list[int], list[int], list[int], l
     return ids, fids, nrets, kinds, _datas(p, off, lens, "plain task batch")
 
 
-def encode_plain_results(task_ids: Sequence[int], exec_ns: Sequence[int],
-                         kinds: Sequence[int], datas: Sequence[bytes]) -> list[Any]:
-    """Frames of a PLAIN_RESULTS batch: results of one value without buffer frames (an
-    INLINE pickle or an ERROR).
+def encode_plain_results(records: Sequence[tuple[int, int, int, bytes]]) -> list[Any]:
+    """Frames of a PLAIN_RESULTS batch of ``(task_id, exec_ns, kind, data)`` records:
+    results of one value without buffer frames (an INLINE pickle or an ERROR).
 
     Layout: ``count u32 | task_id u64 x n | exec_ns u64 x n | kind u8 x n |
     data length u32 x n | data ...`` (columns little-endian).
     """
+    ids, execs, kinds, datas = zip(*records) if records else ((),) * 4
     return encode(MsgType.PLAIN_RESULTS, b"".join([
-        _U32.pack(len(task_ids)), _column("Q", task_ids), _column("Q", exec_ns),
-        _column("B", kinds), _column("I", [len(d) for d in datas]), *datas]))
+        _U32.pack(len(ids)), _column("Q", ids), _column("Q", execs), _column("B", kinds),
+        _column("I", [len(d) for d in datas]), *datas]))
+
+
+def plain_result_size(record: tuple[int, int, int, bytes]) -> int:
+    """Bytes a record takes in a PLAIN_RESULTS payload (for :func:`chunk_by_size`)."""
+    return _PLAIN_RESULT_COLUMNS + len(record[3])
 
 
 def decode_plain_results(msg: Message) -> tuple[list[int], list[int], list[int], list[Any]]:
     """``(task_ids, exec_ns, kinds, datas)`` of a PLAIN_RESULTS batch; raises ProtocolError
     on any inconsistency."""
-    p, count = _plain_batch(msg, 21, "result")
+    p, count = _plain_batch(msg, _PLAIN_RESULT_COLUMNS, "result")
     ids, off = _read_column("Q", p, 4, count)
     execs, off = _read_column("Q", p, off, count)
     kinds, off = _read_column("B", p, off, count)
@@ -538,11 +553,13 @@ def decode_plain_results(msg: Message) -> tuple[list[int], list[int], list[int],
     return ids, execs, kinds, _datas(p, off, lens, "plain result batch")
 
 
-def chunk_by_size(records: Sequence[Any], budget: int, size: Any) -> list[Sequence[Any]]:
+def chunk_by_size(records: Sequence[Any], budget: int, size: Any, bound: int = 0
+                  ) -> list[Sequence[Any]]:
     """Split records into runs whose header bytes (``size(record)``) stay within ``budget``
     (a record larger than the budget gets a run of its own), so that no batch's header
-    frame outgrows the frame ceiling."""
-    if len(records) <= 1:
+    frame outgrows the frame ceiling. ``bound``, if known, is an upper bound of every
+    record's size: when all of them fit at that size, nothing is looked at."""
+    if len(records) <= 1 or (bound and len(records) * bound <= budget):
         return [records]
     runs: list[Sequence[Any]] = []
     start, total = 0, 0

@@ -120,9 +120,18 @@ def _reduce_array(a: Any) -> Any:
 
 def _rebuild_array(buf: Any, dtype: str, shape: tuple[int, ...]) -> Any:
     """Inverse of :func:`_reduce_array` (zero copy: the array views ``buf``)."""
-    import numpy as np
+    return numpy_module().frombuffer(buf, dtype).reshape(shape)
 
-    return np.frombuffer(buf, dtype).reshape(shape)
+
+def numpy_module() -> ModuleType:
+    """numpy, imported on first use (iris starts without it): a dictionary look-up once
+    it is loaded, not an import statement on every call of a hot path."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        import numpy
+
+        return numpy
+    return np
 
 
 class _ArrayPickler(pickle.Pickler):

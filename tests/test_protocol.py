@@ -105,21 +105,23 @@ def test_truncated_batches_are_rejected() -> None:
 def test_plain_batches_round_trip() -> None:
     ids, fids = [1, 2**64 - 1, 7], [0xABC, 0xABC, 5]
     datas = [b"args", b"", b"\x00" * 100]
-    (msg,) = p.decode_frames(p.encode_plain_tasks(ids, fids, [1, 3, 65535],
-                                                  [p.ValueKind.INLINE, p.ValueKind.ARENA,
-                                                   p.ValueKind.INLINE], datas))
+    nrets, kinds = [1, 3, 65535], [p.ValueKind.INLINE, p.ValueKind.ARENA, p.ValueKind.INLINE]
+    (msg,) = p.decode_frames(p.encode_plain_tasks(list(zip(ids, fids, nrets, kinds, datas))))
     assert msg.type == p.MsgType.PLAIN_TASKS
-    assert p.decode_plain_tasks(msg) == (ids, fids, [1, 3, 65535], [0, 4, 0], datas)
-    (msg,) = p.decode_frames(p.encode_plain_results(ids, [5, 0, 2**63], [0, 2, 0], datas))
+    assert p.decode_plain_tasks(msg) == (ids, fids, nrets, kinds, datas)
+    assert len(msg.payload) == 4 + sum(map(p.plain_task_size, zip(ids, fids, nrets, kinds,
+                                                                  datas)))
+    results = list(zip(ids, [5, 0, 2**63], [0, 2, 0], datas))
+    (msg,) = p.decode_frames(p.encode_plain_results(results))
     assert msg.type == p.MsgType.PLAIN_RESULTS
     assert p.decode_plain_results(msg) == (ids, [5, 0, 2**63], [0, 2, 0], datas)
-    (msg,) = p.decode_frames(p.encode_plain_tasks([], [], [], [], []))
+    assert len(msg.payload) == 4 + sum(map(p.plain_result_size, results))
+    (msg,) = p.decode_frames(p.encode_plain_tasks([]))
     assert p.decode_plain_tasks(msg) == ([], [], [], [], [])
 
 
 def test_malformed_plain_batches_are_rejected() -> None:
-    (msg,) = p.decode_frames(p.encode_plain_tasks([1, 2], [3, 3], [1, 1], [0, 0],
-                                                  [b"ab", b"cd"]))
+    (msg,) = p.decode_frames(p.encode_plain_tasks([(1, 3, 1, 0, b"ab"), (2, 3, 1, 0, b"cd")]))
     payload = bytes(msg.payload)
     for bad, match in [(payload[:-1], "lengths say"), (payload + b"z", "lengths say"),
                        (payload[:30], "truncated"), (payload[:3], "shorter")]:
@@ -131,7 +133,7 @@ def test_malformed_plain_batches_are_rejected() -> None:
         p.decode_plain_tasks(p.Message(msg.type, wrong_kind))
     with pytest.raises(ProtocolError, match="buffer"):
         p.decode_plain_tasks(p.Message(msg.type, payload, [b"x"]))
-    (msg,) = p.decode_frames(p.encode_plain_results([1], [2], [0], [b"ab"]))
+    (msg,) = p.decode_frames(p.encode_plain_results([(1, 2, 0, b"ab")]))
     payload = bytes(msg.payload)
     with pytest.raises(ProtocolError, match="lengths say"):
         p.decode_plain_results(p.Message(msg.type, payload[:-1]))

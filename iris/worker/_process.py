@@ -56,6 +56,7 @@ from iris._protocol import (
     encode_control,
     encode_plain_results,
     encode_results,
+    plain_result_size,
 )
 from iris._reactor import Reactor
 from iris._refs import ResolvedArg, collect_refs, export_refs
@@ -329,8 +330,8 @@ class WorkerProcess:
                 datas = [d if k == _INLINE else Value(k, d, ()) for k, d in zip(kinds, datas)]
             self.queue.extend(zip(repeat(peer), ids, fids, nrets, datas, repeat(())))
         elif t == MsgType.TASKS:
-            self.queue.extend((peer, r.task_id, r.func_id, r.num_returns, r.args, r.resolved)
-                              for r in decode_tasks(m))
+            self.queue.extend((peer, r.task_id, r.func_id, r.num_returns, _args(r.args),
+                               r.resolved) for r in decode_tasks(m))
         elif t == MsgType.DEFINE:
             func_id, blob = decode_define(m)
             self.blobs[func_id] = blob
@@ -349,59 +350,37 @@ class WorkerProcess:
 
     def _flush(self) -> None:
         """Send every finished result, batched per owner (lock held): lone small values in
-        a plain (columnar) batch, the others in a batch of records."""
+        plain (columnar) batches, the others in batches of records."""
         done = self.done
         if not done:
             return
-        by_peer: dict[Any, tuple[list[Any], ...]] = {}
+        by_peer: dict[Any, tuple[list[tuple[int, int, int, bytes]], list[ResultRecord]]] = {}
         for _ in range(len(done)):  # what the running thread appends meanwhile waits
             peer, task_id, exec_ns, outcome = done.popleft()
-            cols = by_peer.get(peer)
-            if cols is None:
-                cols = by_peer[peer] = ([], [], [], [], [])
+            plains, records = by_peer.get(peer) or by_peer.setdefault(peer, ([], []))
             if type(outcome) is bytes:
-                kind = _INLINE
+                plains.append((task_id, exec_ns, _INLINE, outcome))
             elif len(outcome) == 1 and not outcome[0].buffers and outcome[0].kind in (
                     _INLINE, _ERROR):
-                kind, outcome = outcome[0].kind, bytes(outcome[0].data)
+                plains.append((task_id, exec_ns, outcome[0].kind, bytes(outcome[0].data)))
             else:
-                cols[4].append(ResultRecord(task_id, outcome, exec_ns))
-                continue
-            cols[0].append(task_id)
-            cols[1].append(exec_ns)
-            cols[2].append(kind)
-            cols[3].append(outcome)
+                records.append(ResultRecord(task_id, outcome, exec_ns))
         budget = self.max_frame // 2
-        for peer, (ids, execs, kinds, datas, records) in by_peer.items():
-            if len(ids) == 1:  # a lone result packs cheaper as a record than as columns
-                records.insert(0, ResultRecord(ids[0], [Value(kinds[0], datas[0], ())],
-                                               execs[0]))
-            elif ids:
-                self._send_plain(peer, ids, execs, kinds, datas, budget)
+        for peer, (plains, records) in by_peer.items():
+            # For an owner on this host every result is under the inline threshold (larger
+            # ones are in shared memory), so a batch's size is bounded without a look.
+            bound = self.threshold if self.owner_host.get(peer) == self.host else 0
+            for run in chunk_by_size(plains, budget, plain_result_size,
+                                     bound and bound + plain_result_size((0, 0, 0, b""))):
+                if len(run) == 1:  # a lone result packs cheaper as a record than as columns
+                    tid, exec_ns, kind, data = run[0]
+                    records.insert(0, ResultRecord(tid, [Value(kind, data, ())], exec_ns))
+                elif run:
+                    self._send(peer, encode_plain_results(run))
             if not records:
                 continue
-            # For an owner on this host every result is under the inline threshold (larger
-            # ones are in shared memory), so the batch's size is bounded without a look.
-            if self.owner_host.get(peer) == self.host and len(records) * self.threshold <= \
-                    budget:
-                self._send_results(peer, records)
-                continue
-            for chunk in chunk_by_size(records, budget, _result_size):
+            for chunk in chunk_by_size(records, budget, _result_size, bound):
                 self._send_results(peer, chunk)
-
-    def _send_plain(self, peer: Any, ids: list[int], execs: list[int], kinds: list[int],
-                    datas: list[bytes], budget: int) -> None:
-        """Send lone small results in plain batches of at most ``budget`` bytes each."""
-        start, total = 0, 0
-        for i, d in enumerate(datas):
-            if total + len(d) + 21 > budget and i > start:
-                self._send(peer, encode_plain_results(ids[start:i], execs[start:i],
-                                                      kinds[start:i], datas[start:i]))
-                start, total = i, 0
-            total += len(d) + 21
-        if start:
-            ids, execs, kinds, datas = ids[start:], execs[start:], kinds[start:], datas[start:]
-        self._send(peer, encode_plain_results(ids, execs, kinds, datas))
 
     def _send_results(self, peer: Any, batch: Sequence[ResultRecord]) -> None:
         """Send a batch of results; one that cannot be sent (too many buffers for one
@@ -455,14 +434,12 @@ class WorkerProcess:
         peer, _, func_id, num_returns, a, resolved = task
         try:
             fn = self.funcs.get(func_id) or self._function(func_id)
-            if type(a) is bytes:
-                if a == _NO_ARGS:
-                    result = fn()  # the commonest call of all: nothing to unpickle
-                else:
-                    args, kwargs = loads(a)
-                    result = fn(*args, **kwargs)
+            if type(a) is bytes and a == _NO_ARGS:
+                result = fn()  # the commonest call of all: nothing to unpickle
             else:
-                if a.kind == _ARENA:
+                if type(a) is bytes:
+                    args, kwargs = loads(a)
+                elif a.kind == _ARENA:
                     try:
                         header, views, region = view_arena(a.data)
                     except (OSError, ValueError) as err:
@@ -548,6 +525,14 @@ def _exit_with_parent() -> None:
 
 def _result_size(rec: ResultRecord) -> int:
     return sum(len(v.data) for v in rec.values)
+
+
+def _args(v: Value) -> Any:
+    """A task's arguments as the queue holds them: the pickled bytes when they are inline
+    without buffers (so a no-argument call is recognized by them), else the Value."""
+    if v.kind == _INLINE and not v.buffers:
+        return v.data if type(v.data) is bytes else bytes(v.data)
+    return v
 
 
 def _substitute(args: tuple[Any, ...], kwargs: dict[str, Any], resolved: Sequence[Value]
