@@ -639,8 +639,8 @@ class Client:
         if task.deps:
             for ref in task.deps:
                 obj = self._object(ref)
-                assert obj is not None and obj.value is not None
-                v = obj.value
+                v = obj.serialized() if obj is not None else None
+                assert v is not None
                 if is_shm(v) and shm_location(v).get("host") != w.host:
                     v = inline_copy(v)
                 resolved.append(v)
@@ -717,20 +717,26 @@ class Client:
         decay = 0.9 ** k
         self.avg_exec_s = self.avg_exec_s * decay + mean * (1 - decay) if self.avg_exec_s \
             else mean
-        inflight, blocked = w.inflight, w.blocked
+        pop, blocked = w.inflight.pop, w.blocked
         done = 0
         for tid, kind, data in zip(ids, kinds, datas):
-            task = inflight.pop(tid, None)
+            task = pop(tid, None)
             if task is None:
                 continue
             done += 1
             if blocked:
                 blocked.discard(tid)
             if kind == _INLINE and task.num_returns == 1:
-                self._complete_inline(task, Value(_INLINE, data, ()))
+                if task.light and not task.callbacks:  # the commonest: just settle it
+                    task.inline = data
+                    task.state = _READY
+                else:
+                    self._complete_inline(task, data)
             else:
                 self._complete(task, ResultRecord(tid, [Value(kind, data, ())]), False)
-        self.n_inflight -= done
+        if done:
+            self.n_inflight -= done
+            self.settled = True
         return done
 
     def _worker_notice(self, w: _Worker, m: Message) -> None:
@@ -765,8 +771,9 @@ class Client:
             self.avg_exec_s = self.avg_exec_s * 0.9 + rec.exec_ns * 1e-10 \
                 if self.avg_exec_s else rec.exec_ns * 1e-9
         values = rec.values
-        if len(values) == 1 and values[0].kind == ValueKind.INLINE and task.num_returns == 1:
-            self._complete_inline(task, values[0])
+        if len(values) == 1 and values[0].kind == ValueKind.INLINE and task.num_returns == 1 \
+                and not values[0].buffers:
+            self._complete_inline(task, values[0].data)
             return
         if values and values[-1].kind == ValueKind.REFS:
             self._receive_refs(task, values[-1])
@@ -787,11 +794,11 @@ class Client:
             self._settle(obj, v, None)
         self._finish_task(task)
 
-    def _complete_inline(self, task: _Task, value: Value) -> None:
-        """The commonest outcome: one small value, nothing inside it to hold. It settles
-        the task's own entry, which is its object's (freed already if its refs are gone;
-        then nobody reads it)."""
-        task.value = value
+    def _complete_inline(self, task: _Task, data: bytes | memoryview) -> None:
+        """The commonest outcome: one small pickle, no buffers, nothing inside it to hold.
+        It settles the task's own entry, which is its object's (freed already if its refs
+        are gone; then nobody reads it)."""
+        task.inline = data
         task.state = _READY
         if task.callbacks:
             self._run_callbacks(task)
@@ -993,12 +1000,12 @@ class Client:
         obj = self.objects.get(oid)
 
         def reply(o: _Object | None) -> None:
-            if o is None or o.value is None:
+            v = o.serialized() if o is not None else None
+            if v is None:
                 err = o.error if o is not None and o.error is not None else ObjectLostError(
                     f"object {oid:016x} was freed by its owner {self.address}")
                 v = error_value(err)
             else:
-                v = o.value
                 if is_shm(v) and shm_location(v).get("host") != host:
                     v = inline_copy(v)
             frames = encode_results([ResultRecord(oid, [v])], MsgType.OBJ_VALUE)
@@ -1136,18 +1143,18 @@ class Client:
         header, buffers, deps, pinned, args_value, args_segment, args_slot = prepared
         oid = next(self.oids)
         if num_returns == 1:
-            task = _Task((oid,), func, header, buffers, deps, pinned, 1, max_retries,
-                         args_value, args_segment, args_slot, actor, role)
-            if prepared is _NO_ARGS_PREPARED or (
-                    args_value is None and not pinned and not deps and not buffers
-                    and len(header) <= 256):
-                task.light = True
+            task = _Task((oid,), func, header, 1, max_retries)
+            if args_value is None and not pinned and not deps and not buffers \
+                    and actor is None and len(header) <= 256:
+                task.light = True  # the commonest task: nothing else to set
+            else:
+                _set_args(task, prepared, actor, role)
             self.objects[oid] = task  # the task is its object's entry too
             # A new object: nobody else can count it yet (its count starts at one).
             return task, [ObjectRef._owned_new(oid, self.address)]
         oids = (oid, *[next(self.oids) for _ in range(num_returns - 1)])
-        task = _Task(oids, func, header, buffers, deps, pinned, num_returns, max_retries,
-                     args_value, args_segment, args_slot, actor, role)
+        task = _Task(oids, func, header, num_returns, max_retries)
+        _set_args(task, prepared, actor, role)
         task.nrefs = 0
         self.objects[oid] = task
         for other in oids[1:]:
@@ -1192,9 +1199,9 @@ class Client:
         self._wait_objects(objs, len(objs), timeout)
         out = []
         for o in objs:
-            v = o.value
-            if v is not None and v.kind == _INLINE and not v.buffers and o.error is None:
-                out.append(_pickle_loads(v.data))  # the common case, without the calls
+            data = o.inline
+            if data is not None:
+                out.append(_pickle_loads(data))  # the common case, without the calls
             else:
                 out.append(self._decode(o))
         return out
@@ -1300,6 +1307,8 @@ class Client:
     def _decode(self, obj: _Object) -> Any:
         if obj.error is not None:
             raise obj.error
+        if obj.inline is not None:
+            return _pickle_loads(obj.inline)
         assert obj.value is not None
         return from_value(obj.value, obj.where)
 
@@ -1504,6 +1513,25 @@ def _dropped_request(_peer: bytes, exc: ProtocolError) -> None:
 
 def _record_size(rec: TaskRecord) -> int:
     return len(rec.args.data) + sum(len(v.data) for v in rec.resolved)
+
+
+def _set_args(task: _Task, prepared: _Prepared, actor: ActorRecord | None, role: int) -> None:
+    """Set what a task's arguments hold beyond its header (left at the class defaults
+    when empty), and the actor it creates or calls."""
+    _, buffers, deps, pinned, args_value, args_segment, args_slot = prepared
+    if buffers:
+        task.buffers = buffers
+    if deps:
+        task.deps = deps
+    if pinned:
+        task.pinned = pinned
+    if args_value is not None:
+        task.args_value = args_value
+        task.args_segment = args_segment
+        task.args_slot = args_slot
+    if actor is not None:
+        task.actor = actor
+        task.role = role
 
 
 def _placeholder(a: Any, deps: list[ObjectRef]) -> Any:

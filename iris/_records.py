@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from iris._protocol import Value
+from iris._protocol import Value, ValueKind
 from iris._refs import ObjectRef
 
 __all__ = ["FAILED", "PENDING", "READY", "FunctionInfo", "ObjectEntry", "TaskEntry", "WorkerLink"]
@@ -38,6 +38,9 @@ class ObjectEntry:
 
     state: int = PENDING
     value: Value | None = None
+    # A READY value of the commonest shape, one small pickle without buffers, is kept as
+    # its bytes alone (no Value made per result): see :meth:`serialized`.
+    inline: bytes | memoryview | None = None
     error: BaseException | None = None
     callbacks: list[Callable[[ObjectEntry], None]] | None = None
     where: str = ""
@@ -60,37 +63,44 @@ class ObjectEntry:
         """No ref to it is left in this process."""
         return self.nrefs <= 0
 
+    def serialized(self) -> Value | None:
+        """The value as it travels (None while pending, or failed without one)."""
+        if self.inline is not None:
+            return Value(ValueKind.INLINE, self.inline, ())
+        return self.value
+
 
 class TaskEntry(ObjectEntry):
     """A submitted task until its result arrives; it is also the entry of the task's
-    (first) object, so a task costs one record, not two."""
+    (first) object, so a task costs one record, not two.
+
+    The commonest task (small inline arguments, no refs among them, not an actor's) sets
+    only what its constructor takes; the rest keeps the class defaults below.
+    """
 
     waiting: int = 0  # arguments not ready yet; -1 once the task failed
     # Nothing to release when it finishes: no refs pinned, no segment or arena slot, no
     # buffers or large bytes to drop (set at submission).
     light: bool = False
     args_kept: WorkerLink | None = None  # the worker that kept views of args_slot
+    buffers: list[Any] = []  # the arguments' out-of-band buffers (read-only default)
+    deps: list[ObjectRef] | None = None  # top-level ref arguments, resolved before it runs
+    pinned: list[ObjectRef] = []  # refs inside the arguments (read-only default)
+    args_value: Value | None = None  # the arguments when not inline: arena, segment
+    args_segment: str | None = None
+    args_slot: Any = None  # an ArenaSlot holding the arguments, released when done
+    actor: ActorRecord | None = None  # the actor this task creates or calls
+    role: int = 0  # CALL, CREATE or KILL (for actor tasks)
 
     def __init__(self, oids: tuple[int, ...], func: FunctionInfo, header: bytes,
-                 buffers: list[Any], deps: list[ObjectRef] | None, pinned: list[ObjectRef],
-                 num_returns: int, retries_left: int, args_value: Value | None,
-                 args_segment: str | None, args_slot: Any, actor: ActorRecord | None,
-                 role: int) -> None:
+                 num_returns: int, retries_left: int) -> None:
         self.where = func.label
         self.nrefs = 1  # the ref submit returns
         self.oids = oids
         self.func = func
-        self.header = header
-        self.buffers = buffers
-        self.deps = deps
-        self.pinned = pinned
+        self.header = header  # the pickled arguments (b"" when they travel otherwise)
         self.num_returns = num_returns
         self.retries_left = retries_left
-        self.args_value = args_value
-        self.args_segment = args_segment
-        self.args_slot = args_slot  # an ArenaSlot holding the arguments, released when done
-        self.actor = actor  # the actor this task creates or calls
-        self.role = role  # CALL, CREATE or KILL (for actor tasks)
 
 
 CALL, CREATE, KILL = 0, 1, 2
