@@ -36,6 +36,7 @@ _ALIGN = 64
 # the chunk's name (utf-8, the rest of the bytes). Offsets are from the chunk's start.
 _LOC = struct.Struct("!QQH")
 _SPAN = struct.Struct("!QQ")
+_LOC1 = struct.Struct("!QQHQQ")  # _LOC and one _SPAN
 
 
 class _Chunk:
@@ -73,8 +74,11 @@ class ArenaSlot:
         self.hdr = hdr
         self.bufs = bufs
         #: What travels to the reader (see :func:`view_arena`).
-        self.location = b"".join([_LOC.pack(off, hdr, len(bufs)),
-                                  *[_SPAN.pack(o, n) for o, n in bufs], chunk.raw_name])
+        if len(bufs) == 1:  # the commonest: one array
+            self.location = _LOC1.pack(off, hdr, 1, *bufs[0]) + chunk.raw_name
+        else:
+            self.location = b"".join([_LOC.pack(off, hdr, len(bufs)),
+                                      *[_SPAN.pack(o, n) for o, n in bufs], chunk.raw_name])
 
 
 class Arena:
@@ -94,7 +98,8 @@ class Arena:
 
     def write(self, header: bytes, buffers: Sequence[Any]) -> ArenaSlot | None:
         """Copy a pickle stream and its buffers into the arena; None when it is full."""
-        views = [memoryview(b).cast("B") for b in buffers]
+        views = [b if type(b) is memoryview and b.ndim == 1 and b.format == "B"
+                 and b.c_contiguous else memoryview(b).cast("B") for b in buffers]
         layout, off = [], len(header)
         for v in views:
             off = (off + _ALIGN - 1) // _ALIGN * _ALIGN

@@ -78,7 +78,7 @@ def dumps_plain(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]] | None:
 _ARRAY_HEADERS: dict[tuple[tuple[str, tuple[int, ...]], ...], bytes] = {}
 
 
-def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[pickle.PickleBuffer]] | None:
+def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[memoryview]] | None:
     """``dumps_plain((args, {}))`` for arguments that are all numeric C-contiguous numpy
     arrays, else None. The pickle stream of such a call depends only on the arrays'
     dtypes and shapes (their bytes travel out of band), so it is made once per layout."""
@@ -89,8 +89,8 @@ def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[pickle.PickleBuffer
         return None  # one array twice: its stream refers back to one buffer (pickle's memo)
     key = []
     for a in args:
-        if type(a) is not np.ndarray or not _plain_array(a):
-            return None
+        if type(a) is not np.ndarray or not _plain_array(a) or not a.size:
+            return None  # (an empty array's buffer cannot be cast to bytes)
         key.append((a.dtype.str, a.shape))
     layout = tuple(key)
     header = _ARRAY_HEADERS.get(layout)
@@ -101,7 +101,8 @@ def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[pickle.PickleBuffer
         if len(_ARRAY_HEADERS) >= 256:
             _ARRAY_HEADERS.clear()
         _ARRAY_HEADERS[layout] = header
-    return header, [pickle.PickleBuffer(a) for a in args]
+    # The buffers as flat byte views: their size is at hand, and they copy as they are.
+    return header, [memoryview(a).cast("B") for a in args]
 
 
 def _plain_array(a: Any) -> bool:
@@ -199,7 +200,10 @@ def loads(data: Any, buffers: Sequence[Any] = ()) -> Any:
 
 def nbytes(buffers: Sequence[Any]) -> int:
     """Total size in bytes of out-of-band buffers."""
-    return sum(memoryview(b).nbytes for b in buffers)
+    total = 0
+    for b in buffers:
+        total += b.nbytes if type(b) is memoryview else memoryview(b).nbytes
+    return total
 
 
 def dumps_function(fn: Any) -> bytes:

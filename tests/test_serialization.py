@@ -96,3 +96,9 @@ def test_array_calls_reuse_their_layout_but_not_aliasing() -> None:
     np.testing.assert_array_equal(p, y)
     np.testing.assert_array_equal(q, x)
     assert s.dumps_arrays((np.arange(5)[::2],)) is None  # not contiguous: the slow path
+    # Empty arrays (whose buffers cannot be cast to bytes) take the general path too.
+    assert s.dumps_arrays((np.zeros((3, 0)),)) is None
+    h3, b3 = s.dumps_arrays((np.arange(6, dtype=">i4").reshape(2, 3),))  # type: ignore[misc]
+    assert [b.nbytes for b in b3] == [24] and s.nbytes(b3) == 24
+    ((r,), _) = s.loads(h3, b3)
+    np.testing.assert_array_equal(r, np.arange(6).reshape(2, 3))
