@@ -98,32 +98,35 @@ class Arena:
 
     def write(self, header: bytes, buffers: Sequence[Any]) -> ArenaSlot | None:
         """Copy a pickle stream and its buffers into the arena; None when it is full."""
-        views = [b if type(b) is memoryview and b.ndim == 1 and b.format == "B"
-                 and b.c_contiguous else memoryview(b).cast("B") for b in buffers]
-        layout, off = [], len(header)
-        for v in views:
-            off = (off + _ALIGN - 1) // _ALIGN * _ALIGN
-            layout.append((off, v.nbytes))
-            off += v.nbytes
-        size = (off + _ALIGN - 1) // _ALIGN * _ALIGN
+        hlen = len(header)
+        spans, views, off = [], [], hlen
+        for b in buffers:
+            v = b if type(b) is memoryview and b.ndim == 1 and b.format == "B" \
+                and b.c_contiguous else memoryview(b).cast("B")
+            off = (off + _ALIGN - 1) & -_ALIGN
+            n = v.nbytes
+            spans.append((off, n))
+            views.append(v)
+            off += n
+        size = (off + _ALIGN - 1) & -_ALIGN
         if size > self.chunk_bytes // 4:
             return None
         with self.lock:
-            if self.closed:
-                return None
             c = self.current
             if c is None or c.top + size > c.size:
+                if self.closed:
+                    return None
                 c = self._next_chunk()
                 if c is None:
                     return None
             base = c.top
-            c.top += size
+            c.top = base + size
             c.live += 1
         mm = c.mm
-        mm[base:base + len(header)] = header
-        for v, (o, n) in zip(views, layout):
+        mm[base:base + hlen] = header
+        for v, (o, n) in zip(views, spans):
             mm[base + o:base + o + n] = v
-        return ArenaSlot(c, base, len(header), [(base + o, n) for o, n in layout])
+        return ArenaSlot(c, base, hlen, [(base + o, n) for o, n in spans])
 
     def _next_chunk(self) -> _Chunk | None:
         """A chunk with room (lock held): an emptied one, else a new one within the cap."""

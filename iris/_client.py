@@ -1109,7 +1109,8 @@ class Client:
         if deps is not None:
             args = tuple([_placeholder(a, deps) for a in args])
             kwargs = {k: _placeholder(v, deps) for k, v in kwargs.items()}
-        plain = dumps_arrays(args) if deps is None and not kwargs else None
+        plain: tuple[bytes, list[Any]] | None = dumps_arrays(args) \
+            if deps is None and not kwargs else None
         if plain is None:
             plain = dumps_plain((args, kwargs))
         if plain is not None:

@@ -75,7 +75,7 @@ def dumps_plain(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]] | None:
     return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append), buffers
 
 
-_ARRAY_HEADERS: dict[tuple[tuple[str, tuple[int, ...]], ...], bytes] = {}
+_ARRAY_HEADERS: dict[Any, bytes] = {}
 
 
 def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[memoryview]] | None:
@@ -85,14 +85,21 @@ def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[memoryview]] | None
     np = sys.modules.get("numpy")
     if np is None or not args:
         return None
-    if len(args) > 1 and len({id(a) for a in args}) != len(args):
-        return None  # one array twice: its stream refers back to one buffer (pickle's memo)
-    key = []
-    for a in args:
+    layout: Any
+    if len(args) == 1:  # the commonest: one array
+        a = args[0]
         if type(a) is not np.ndarray or not _plain_array(a) or not a.size:
             return None  # (an empty array's buffer cannot be cast to bytes)
-        key.append((a.dtype.str, a.shape))
-    layout = tuple(key)
+        layout = (1, a.dtype, a.shape)
+    else:
+        if len({id(a) for a in args}) != len(args):
+            return None  # one array twice: its stream refers back to one buffer (memo)
+        key: list[Any] = [len(args)]  # (count, (dtype, shape) per array)
+        for a in args:
+            if type(a) is not np.ndarray or not _plain_array(a) or not a.size:
+                return None
+            key.append((a.dtype, a.shape))
+        layout = tuple(key)
     header = _ARRAY_HEADERS.get(layout)
     if header is None:
         made = dumps_plain((args, {}))
