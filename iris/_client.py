@@ -557,9 +557,17 @@ class Client:
             out = batches.get(w.worker_id)  # type: ignore[assignment]
             if out is None:
                 out = batches[w.worker_id] = _Outgoing(budget)
+            defined, inflight = w.defined, w.inflight
             for _ in range(share):
                 task = ready.popleft()
-                if self._assign(task, w, out) and task.role == CREATE \
+                fid = task.func.func_id
+                if task.light and fid in defined:
+                    # The commonest task (see _new_task): what _assign would do, inline.
+                    oid = task.oids[0]
+                    inflight[oid] = task
+                    self.n_inflight += 1
+                    out.plain((oid, fid, 1, _INLINE, task.header))
+                elif self._assign(task, w, out) and task.role == CREATE \
                         and task.actor is not None:
                     self._placed(task.actor, w)
         # Actor calls go to their actor's worker, in order, whatever its load.
@@ -1357,8 +1365,8 @@ class Client:
                 obj = self.objects.get(oid)
                 if obj is None:
                     return
-                obj.nrefs -= 1
-                if obj.nrefs > 0 or obj.borrowers > 0 or obj.transit > 0:
+                n = obj.nrefs = obj.nrefs - 1
+                if n > 0 or obj.borrowers > 0 or obj.transit > 0:
                     return  # still referenced here, or other processes hold it
                 del self.objects[oid]
             else:
@@ -1371,7 +1379,8 @@ class Client:
                 self.borrowed.pop(key, None)
                 self._tell_owner(owner, oid, borrow=-1)
                 return
-        self._free(obj)
+        if obj.owned_segment is not None or obj.contained is not None:
+            self._free(obj)
 
     def _free(self, obj: _Object) -> None:
         """Drop an object's value, segment and the refs inside it (ref_lock not needed)."""
