@@ -101,7 +101,7 @@ class ActorClass:
         detached = self._options.get("lifetime") == "detached"
         actor_id = secrets.token_hex(8)
         label = name or f"{self.__name__}#{actor_id[:6]}"
-        blob = dumps_function(CreateActor(actor_id, self._cls))
+        blob = dumps_function(CreateActor(actor_id, self._cls, client.client_id, detached))
         create = FunctionInfo(_function_id(blob), blob, f"{self.__name__}.__init__")
         record = ActorRecord(actor_id, label, self._options.get("max_restarts", 0))
         record.detached = detached

@@ -32,6 +32,7 @@ import concurrent.futures
 import itertools
 import json
 import logging
+import secrets
 import threading
 import time
 from collections import deque
@@ -57,6 +58,7 @@ from iris._protocol import (
     decode_frames,
     decode_plain_results,
     decode_results,
+    encode,
     encode_control,
     encode_define,
     encode_plain_tasks,
@@ -155,7 +157,11 @@ class Client:
         self.host = host_id()
         self.loop = Reactor()
         self.lock = self.loop.lock  # guards the sockets and the tables below
-        self.head = connect_client(zmq.DEALER, creds, head_endpoint)
+        # Our name at the head (its ROUTER identity): the head declares us gone when our
+        # heartbeats stop, and the actors we made that are not detached go with us.
+        self.client_id = secrets.token_hex(8)
+        self.head = connect_client(zmq.DEALER, creds, head_endpoint,
+                                   identity=self.client_id.encode())
         self.owner_sock, self.address = bind_server(zmq.ROUTER, creds, f"tcp://{bind_host}:0",
                                                     max_frame_bytes)
         self.cluster_id = ""
@@ -241,6 +247,8 @@ class Client:
     def _on_head(self) -> None:
         for msgs in self._messages(self.head):
             for m in msgs:
+                if m.type == MsgType.PONG:
+                    continue  # the answer to a heartbeat
                 try:
                     body = decode_control(m)
                 except ProtocolError as exc:
@@ -255,6 +263,9 @@ class Client:
                     self.cluster_id = str(body.get("cluster_id", ""))
                     for info in body.get("workers", []):
                         self._add_worker(info)
+                    beat = body.get("heartbeat_s")
+                    if isinstance(beat, (int, float)) and beat > 0 and not self._welcome.is_set():
+                        self._heartbeat(max(0.05, float(beat)))
                     self._welcome.set()
                 elif m.type == MsgType.EVENT:
                     if body.get("kind") == "worker_added":
@@ -263,6 +274,16 @@ class Client:
                         self._remove_worker(str(body.get("worker_id")),
                                             str(body.get("reason", "exited")))
         self._dispatch()
+
+    def _heartbeat(self, every_s: float) -> None:
+        """Tell the head we live, every ``every_s`` (lock held: a reactor timer)."""
+        if self.closed:
+            return
+        try:
+            self._send(self.head, encode(MsgType.PING))
+        except zmq.ZMQError as exc:
+            log.info("could not ping the head: %s", exc)
+        self.loop.call_later(every_s, partial(self._heartbeat, every_s))
 
     def _add_worker(self, info: dict[str, Any]) -> None:
         wid = str(info["worker_id"])

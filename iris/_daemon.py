@@ -296,7 +296,7 @@ def run(cfg: dict[str, Any], on_ready: Callable[[dict[str, Any]], None] | None =
         prespawned: worker processes already started (see ``iris._boot``), waiting for
             their configuration line on stdin.
     """
-    from iris.head._service import HeadService
+    from iris.head._service import DEFAULT_CLIENT_TTL_S, HeadService
     from iris.worker._node import NodeManager
 
     creds = Credentials.from_token(cfg["token"])
@@ -310,7 +310,8 @@ def run(cfg: dict[str, Any], on_ready: Callable[[dict[str, Any]], None] | None =
         if cfg.get("head", True):
             head = HeadService(loop, creds, cfg.get("head_bind", "tcp://127.0.0.1:0"),
                                cluster_id, node_ttl_s=cfg.get("node_ttl_s", 5.0),
-                               max_frame_bytes=cfg.get("max_frame_bytes", 256 << 20))
+                               max_frame_bytes=cfg.get("max_frame_bytes", 256 << 20),
+                               client_ttl_s=cfg.get("client_ttl_s", DEFAULT_CLIENT_TTL_S))
             head.start()
             advertised = _advertised(head.endpoint, cfg.get("advertise"))
             # The node on this machine reaches the head through loopback when the head

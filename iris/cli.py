@@ -136,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node-timeout", type=_positive_float, default=5.0, metavar="SECONDS",
                    help="(--head) a node silent this long is declared dead and its tasks "
                         "are retried elsewhere (default 5)")
+    p.add_argument("--client-timeout", type=_positive_float, default=30.0,
+                   metavar="SECONDS",
+                   help="(--head) a driver silent this long is declared gone, and the "
+                        "actors it made that are not detached are killed (default 30)")
     p.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                    help="(--worker) how long to wait for the head to answer (default 10)")
     p.set_defaults(func=_cmd_start)
@@ -353,7 +357,7 @@ def _start_head(args: argparse.Namespace) -> int:
         "head_bind": endpoint(host if not is_wildcard(host) else "0.0.0.0", args.port),
         "advertise": advertise_ip, "num_workers": num_workers, "node_ttl_s": ttl,
         "bind_host": advertise_ip, "heartbeat_s": min(1.0, ttl / 5),
-        "node_id": _unique_node_id("head"),
+        "node_id": _unique_node_id("head"), "client_ttl_s": float(args.client_timeout),
     }
     _setup_logging("head")
 

@@ -292,3 +292,41 @@ def test_an_actor_made_right_after_init_can_be_sent_to_tasks_at_once() -> None:
         a = Log.remote()
         assert iris.get(call_add.remote(a, "early"), timeout=60) == ["init", "early"]
 
+
+
+def test_a_gone_client_takes_its_attached_actors_along(monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+    # The worker-side half, in this process: what a worker does on the head's word that
+    # a client is gone (the cluster-level test is in test_cli.py).
+    from iris.worker import _actor_host as host
+
+    monkeypatch.setattr(host, "_connect_client", lambda: None)
+
+    class Counter:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def add(self) -> int:
+            self.n += 1
+            return self.n
+
+    ids = {"attached": "t-att", "detached": "t-det", "other": "t-oth"}
+    try:
+        host.CreateActor(ids["attached"], Counter, "client-a")()
+        host.CreateActor(ids["detached"], Counter, "client-a", detached=True)()
+        host.CreateActor(ids["other"], Counter, "client-b")()
+        assert host.drop_actors_of("client-a") == 1
+        with pytest.raises(iris.ActorDiedError, match="does not live"):
+            host.CallActor(ids["attached"], "add")()
+        assert host.CallActor(ids["detached"], "add")() == 1
+        assert host.CallActor(ids["other"], "add")() == 1
+        # A creation of a gone client that was still queued is refused.
+        with pytest.raises(iris.ActorDiedError, match="client that made it is gone"):
+            host.CreateActor("t-late", Counter, "client-a")()
+        assert host.drop_actors_of("client-unknown") == 0
+    finally:
+        for aid in ids.values():
+            if aid in host._instances:
+                host.CallActor(aid, host.KILL)()
+        host._gone_owners.pop("client-a", None)
+        host._gone_owners.pop("client-unknown", None)

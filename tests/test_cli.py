@@ -380,3 +380,84 @@ def test_a_node_cut_off_past_its_lease_registers_again(procs: Procs, tmp_path: P
     r = procs.run("submit", str(job), "0")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "hosts machine-b args 0" in r.stdout  # tasks run on the node again
+
+
+CRASHING_DRIVER = textwrap.dedent("""
+    import os, signal
+    import iris
+
+    iris.init()
+
+    @iris.remote
+    class Box:
+        def __init__(self):
+            self.n = 0
+
+        def add(self, k):
+            self.n += k
+            return self.n
+
+    plain = Box.remote()
+    named = Box.options(name="temporary").remote()
+    kept = Box.options(name="keeper", lifetime="detached").remote()
+    assert iris.get([a.add.remote(1) for a in (plain, named, kept)]) == [1, 1, 1]
+    print(plain._actor_id, plain._record.worker_id, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # gone without a goodbye
+""")
+
+AFTER_THE_CRASH = textwrap.dedent("""
+    import sys
+    import iris
+    from iris._actors import ActorHandle
+    from iris.testing import wait_until
+
+    iris.init()
+
+    def name_gone():
+        try:
+            iris.get_actor("temporary")
+            return False
+        except ValueError:
+            return True
+
+    orphan = ActorHandle(sys.argv[1], "", sys.argv[2], "plain", {"add"})
+
+    def orphan_gone():
+        try:
+            iris.get(orphan.add.remote(0), timeout=30)
+            return False
+        except iris.ActorDiedError as exc:
+            return "does not live" in str(exc)
+
+    wait_until(name_gone, 30, "the name of the crashed driver's actor to go")
+    wait_until(orphan_gone, 30, "the crashed driver's unnamed actor to go")
+    keeper = iris.get_actor("keeper")
+    print("keeper", iris.get(keeper.add.remote(1)))  # detached: it lives on, state and all
+
+    @iris.remote
+    def hosted():
+        from iris.worker._actor_host import hosted_count
+        return hosted_count()
+
+    print("hosted", iris.get(hosted.remote()))
+    iris.kill(keeper)
+    iris.shutdown()
+""")
+
+
+@pytest.mark.slow
+def test_the_actors_of_a_driver_that_died_go_with_it(procs: Procs, tmp_path: Path) -> None:
+    head, state = _start_head(procs, "--num-workers", "1", "--client-timeout", "1")
+    wait_until(lambda: _status(state["address"], state["token"])["workers"], 30,
+               "the worker")
+    crash = tmp_path / "crash.py"
+    crash.write_text(CRASHING_DRIVER)
+    r = procs.run("submit", str(crash))
+    assert r.returncode == 128 + signal.SIGKILL, r.stdout + r.stderr
+    actor_id, worker_id = r.stdout.split()
+    check = tmp_path / "check.py"
+    check.write_text(AFTER_THE_CRASH)
+    r = procs.run("submit", str(check), actor_id, worker_id)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["keeper", "2", "hosted", "1"]
+    assert "declaring it gone" in procs.log("head")

@@ -10,7 +10,13 @@ that submit nested tasks) learn the workers from it and then talk to them direct
     head   ── EVENT {worker_added | worker_removed} ──▶ every client
 
 Nodes hold a lease renewed by their PINGs; a node silent for ``node_ttl_s`` is declared
-dead and its workers are removed (clients retry their tasks elsewhere).
+dead and its workers are removed (clients retry their tasks elsewhere). Clients ping too
+(every ``heartbeat_s`` the WELCOME gives them): a client silent for ``client_ttl_s`` is
+declared gone, as is one that says goodbye. The actors it made that are not detached go
+with it: their names here, and their instances in the workers (every node is told, and
+tells its workers)::
+
+    head ── EVENT {client_gone, owner} ──▶ node ── EVENT ──▶ each of its workers
 """
 
 from __future__ import annotations
@@ -35,9 +41,13 @@ from iris.exceptions import ProtocolError
 from iris.head._actor_names import ActorNames, handle_actor_request
 from iris.head._names import NameTable, handle_request
 
-__all__ = ["HeadService"]
+__all__ = ["DEFAULT_CLIENT_TTL_S", "HeadService"]
 
 log = logging.getLogger("iris.head")
+
+# A client silent this long (no heartbeat) is declared gone: long enough for a driver busy
+# in code that holds the GIL, or paused in a debugger, to keep its actors.
+DEFAULT_CLIENT_TTL_S = 30.0
 
 
 @dataclass(slots=True)
@@ -52,16 +62,17 @@ class HeadService:
     """The head's state and message handlers, run on a :class:`Loop` (internal type)."""
 
     def __init__(self, loop: Loop, creds: Credentials, endpoint: str, cluster_id: str,
-                 node_ttl_s: float = 5.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
-                 ) -> None:
+                 node_ttl_s: float = 5.0, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+                 client_ttl_s: float = DEFAULT_CLIENT_TTL_S) -> None:
         self.loop = loop
         self.cluster_id = cluster_id
         self.node_ttl_s = node_ttl_s
+        self.client_ttl_s = client_ttl_s
         self.max_frame = max_frame_bytes
         self.router, self.endpoint = bind_server(zmq.ROUTER, creds, endpoint, max_frame_bytes)
         self.nodes: dict[str, _Node] = {}
         self.workers: dict[str, dict[str, Any]] = {}
-        self.clients: set[bytes] = set()
+        self.clients: dict[bytes, float] = {}  # identity -> when last heard from
         self.actor_names = ActorNames()  # Ray-style actors' cluster-wide names
         self.names = NameTable()  # cluster-wide actor names (iris.Runtime.register_global)
         self.dropped_frames = 0
@@ -69,7 +80,10 @@ class HeadService:
     def start(self) -> None:
         """Begin serving on the loop."""
         self.loop.add_reader(self.router, self._on_router)
-        self.loop.call_later(self.node_ttl_s / 2, self._check_leases)
+        self.loop.call_later(self._lease_check_s(), self._check_leases)
+
+    def _lease_check_s(self) -> float:
+        return min(self.node_ttl_s, self.client_ttl_s) / 2
 
     def close(self) -> None:
         """Tell nodes to stop, then close the socket."""
@@ -91,8 +105,8 @@ class HeadService:
     def _broadcast(self, body: dict[str, Any]) -> None:
         frames = encode_control(MsgType.EVENT, body)
         for ident in list(self.clients):
-            if not self._send(ident, frames):
-                self.clients.discard(ident)
+            # A client we cannot reach now may be reconnecting: its heartbeats decide.
+            self._send(ident, frames)
 
     def _on_router(self) -> None:
         drain_router(self.router, self.max_frame, self._handle, self._dropped)
@@ -108,7 +122,9 @@ class HeadService:
             node = self._node_by_identity(ident)
             if node is not None:
                 node.last_seen = time.monotonic()
-            elif ident not in self.clients:
+            elif ident in self.clients:
+                self.clients[ident] = time.monotonic()
+            else:
                 # A node we declared dead (it was cut off, or paused, for longer than its
                 # lease) is back: ask it to register itself and its workers again.
                 self._send(ident, encode_control(MsgType.EVENT, {"kind": "reregister"}))
@@ -143,18 +159,30 @@ class HeadService:
             node_id = str(body.get("node_id"))
             self.nodes[node_id] = _Node(node_id, ident, str(body.get("host")), time.monotonic())
         elif role == "client":
-            self.clients.add(ident)
+            self.clients[ident] = time.monotonic()
         else:
             raise ProtocolError(f"HELLO with unknown role {role!r} (known: 'client', 'node')")
         self._send(ident, encode_control(MsgType.WELCOME, {
             "cluster_id": self.cluster_id, "workers": list(self.workers.values()),
-            "nodes": len(self.nodes)}, request_id))
+            "nodes": len(self.nodes), "heartbeat_s": self.client_ttl_s / 5}, request_id))
+
+    def _client_gone(self, ident: bytes, why: str) -> None:
+        """A client left or died: the actors it made that are not detached go too (their
+        names here; their instances in the workers, which every node is told of)."""
+        if self.clients.pop(ident, None) is None:
+            return
+        names = self.actor_names.drop_owner(ident)
+        log.info("client %r gone (%s); dropping its actors%s", ident, why,
+                 f" (named {', '.join(names)})" if names else "")
+        event = encode_control(MsgType.EVENT, {"kind": "client_gone",
+                                               "owner": ident.decode("utf-8", "replace")})
+        for node in self.nodes.values():
+            self._send(node.identity, event)
 
     def _request(self, ident: bytes, body: dict[str, Any], request_id: int) -> None:
         op = body.get("op")
         if op == "bye":
-            self.clients.discard(ident)
-            self.actor_names.drop_owner(ident)  # its actors that are not detached go too
+            self._client_gone(ident, "said goodbye")
             return
         if op == "status":
             reply: dict[str, Any] = {"cluster_id": self.cluster_id,
@@ -194,4 +222,9 @@ class HeadService:
                         self.actor_names.drop_worker(wid)
                         self._broadcast({"kind": "worker_removed", "worker_id": wid,
                                          "reason": f"node {node.node_id} lost"})
-        self.loop.call_later(self.node_ttl_s / 2, self._check_leases)
+        for ident, seen in list(self.clients.items()):
+            if now - seen > self.client_ttl_s:
+                log.warning("client %r missed its heartbeats for %.1f s: declaring it gone",
+                            ident, now - seen)
+                self._client_gone(ident, "missed its heartbeats")
+        self.loop.call_later(self._lease_check_s(), self._check_leases)

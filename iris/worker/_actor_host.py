@@ -16,7 +16,7 @@ from typing import Any
 from iris import _context, _refs
 from iris.exceptions import ActorDiedError
 
-__all__ = ["CallActor", "CreateActor", "hosted_count"]
+__all__ = ["CallActor", "CreateActor", "drop_actors_of", "hosted_count"]
 
 
 class _Hosted:
@@ -32,6 +32,10 @@ class _Hosted:
 
 _instances: dict[str, _Hosted] = {}
 _failed: dict[str, str] = {}  # actor id -> why its constructor failed here
+# The client that made each actor that is not detached: it dies with that client.
+_owners: dict[str, str] = {}
+_gone_owners: dict[str, None] = {}  # clients the head said are gone (the latest, in order)
+_MAX_GONE = 1024
 
 KILL = "__iris_kill__"
 
@@ -41,22 +45,48 @@ def hosted_count() -> int:
     return len(_instances)
 
 
-class CreateActor:
-    """The creation task of an actor: makes the instance and keeps it here."""
+def drop_actors_of(owner: str) -> int:
+    """The client ``owner`` is gone: drop the actors it made that are not detached (their
+    later calls fail as calls of a killed actor). Returns how many were dropped."""
+    _gone_owners[owner] = None  # a creation of its that is still queued is refused
+    while len(_gone_owners) > _MAX_GONE:
+        del _gone_owners[next(iter(_gone_owners))]
+    gone = [aid for aid, o in list(_owners.items()) if o == owner]
+    for aid in gone:
+        _owners.pop(aid, None)
+        _instances.pop(aid, None)
+    return len(gone)
 
-    def __init__(self, actor_id: str, cls: type) -> None:
+
+class CreateActor:
+    """The creation task of an actor: makes the instance and keeps it here.
+
+    ``owner`` is the id of the client that made it (at the head); unless ``detached``, the
+    actor is dropped when the head says that client is gone.
+    """
+
+    def __init__(self, actor_id: str, cls: type, owner: str = "",
+                 detached: bool = False) -> None:
         self.actor_id = actor_id
         self.cls = cls
+        self.owner = owner
+        self.detached = detached
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
+        if self.owner in _gone_owners and not self.detached:
+            raise ActorDiedError(f"actor {self.actor_id} was not created: the client that "
+                                 f"made it is gone")
         _connect_client()
         hosted = _instances[self.actor_id] = _Hosted()
+        if self.owner and not self.detached:
+            _owners[self.actor_id] = self.owner
         _failed.pop(self.actor_id, None)
         try:
             hosted.instance = self.cls(*args, **kwargs)
         except BaseException as exc:
             _failed[self.actor_id] = f"{type(exc).__name__}: {exc}"
             _instances.pop(self.actor_id, None)
+            _owners.pop(self.actor_id, None)
             raise
         finally:
             with hosted.cond:
@@ -113,6 +143,7 @@ class CallActor:
                                      f"raised {_failed.get(self.actor_id, 'an error')}")
             if self.method == KILL:
                 _instances.pop(self.actor_id, None)
+                _owners.pop(self.actor_id, None)
                 return None
             return getattr(hosted.instance, self.method)(*args, **kwargs)
         finally:

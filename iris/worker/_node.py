@@ -3,7 +3,9 @@
 ::
 
     head  ◀── HELLO / REGISTER_WORKER / WORKER_EXITED / PING ──  node manager (DEALER)
+          ── EVENT {reregister, client_gone} ──▶                   │
                                                                    │ ROUTER ◀── WORKER_READY
+                                                                   │        ──▶ EVENT (relayed)
                                                                    │ Popen + pidfd per worker
                                                                    ▼
                                                    worker processes (stdin = death pipe)
@@ -255,6 +257,18 @@ class NodeManager:
                         continue
                     if body.get("kind") == "reregister":
                         self._reregister()
+                    elif body.get("kind") == "client_gone":
+                        self._tell_workers(m)
+
+    def _tell_workers(self, event: Message) -> None:
+        """Pass a head's event on to every worker of this node (those not connected yet,
+        or gone, miss it: they hold nothing it is about)."""
+        frames = encode_control(MsgType.EVENT, decode_control(event))
+        for worker_id in list(self.slots):
+            try:
+                self.router.send_multipart([worker_id.encode(), *frames], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass
 
     def _heartbeat(self) -> None:
         if self.closing:

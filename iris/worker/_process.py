@@ -43,6 +43,7 @@ from iris import _context
 from iris._arena import view_arena
 from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
+    Message,
     MsgType,
     ResultRecord,
     Value,
@@ -67,6 +68,7 @@ from iris._stream import StreamLink, StreamListener, link_key
 from iris._transport import Credentials, bind_server, connect_client, drain_router
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
 from iris.exceptions import ObjectLostError, ProtocolError
+from iris.worker._actor_host import drop_actors_of
 
 __all__ = ["WorkerProcess", "main"]
 
@@ -176,8 +178,24 @@ class WorkerProcess:
             except ProtocolError as exc:
                 log.warning("dropped a malformed frame from the node manager: %s", exc)
                 continue
-            if any(m.type == MsgType.SHUTDOWN for m in msgs):
-                self.loop.stop()
+            for m in msgs:
+                if m.type == MsgType.SHUTDOWN:
+                    self.loop.stop()
+                elif m.type == MsgType.EVENT:
+                    self._node_event(m)
+
+    def _node_event(self, m: Message) -> None:
+        """An event the head sent every worker, through our node manager."""
+        try:
+            body = decode_control(m)
+        except ProtocolError as exc:
+            log.warning("dropped a malformed event from the node manager: %s", exc)
+            return
+        if body.get("kind") == "client_gone" and isinstance(body.get("owner"), str):
+            dropped = drop_actors_of(body["owner"])
+            if dropped:
+                log.info("dropped %d actor(s) of client %s, which is gone", dropped,
+                         body["owner"])
 
     def _send_node(self, frames: list[Any]) -> None:
         self.node.send_multipart(frames)

@@ -1,0 +1,82 @@
+"""The head's view of clients: heartbeats, goodbyes, and what goes when a client does.
+
+The head's handlers are driven directly here (its sends recorded); the end-to-end case, a
+driver killed with SIGKILL whose actors go, is in test_cli.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from iris._protocol import MsgType, decode_control, decode_frames, encode, encode_control
+from iris._transport import Credentials, Loop
+from iris.head._actor_names import ActorEntry
+from iris.head._service import HeadService
+
+
+@pytest.fixture
+def head() -> Iterator[tuple[HeadService, list[tuple[bytes, dict[str, Any]]]]]:
+    loop = Loop()
+    service = HeadService(loop, Credentials.generate(), "tcp://127.0.0.1:0", "cid",
+                          node_ttl_s=5.0, client_ttl_s=5.0)
+    sent: list[tuple[bytes, dict[str, Any]]] = []
+
+    def record(ident: bytes, frames: list[Any]) -> bool:
+        m = decode_frames(frames)[0]
+        sent.append((ident, decode_control(m) if m.payload else {"type": m.type}))
+        return True
+
+    service._send = record  # type: ignore[method-assign]
+    service._handle(b"node-1", decode_frames(encode_control(MsgType.HELLO, {
+        "role": "node", "node_id": "n1", "host": "h"}))[0])
+    try:
+        yield service, sent
+    finally:
+        service.close()
+        loop.close()
+
+
+def _hello(service: HeadService, ident: bytes) -> None:
+    service._handle(ident, decode_frames(encode_control(MsgType.HELLO, {"role": "client"}))[0])
+
+
+def _age(service: HeadService, ident: bytes, seconds: float) -> None:
+    service.clients[ident] = time.monotonic() - seconds
+
+
+def test_a_silent_client_is_given_up_with_its_attached_actors(head: Any) -> None:
+    service, sent = head
+    _hello(service, b"c1")
+    assert sent[-1][1]["heartbeat_s"] == pytest.approx(1.0)  # a fifth of the TTL
+    service.actor_names.register("attached", ActorEntry("a1", "w1", b"c1", False, [], ""))
+    service.actor_names.register("detached", ActorEntry("a2", "w1", b"c1", True, [], ""))
+    sent.clear()
+    _age(service, b"c1", 4.0)
+    service._check_leases()
+    assert b"c1" in service.clients and not sent  # within its TTL: nothing happens
+    _age(service, b"c1", 6.0)
+    service._check_leases()
+    assert b"c1" not in service.clients
+    assert set(service.actor_names.entries) == {"detached"}
+    assert sent == [(b"node-1", {"kind": "client_gone", "owner": "c1"})]
+
+
+def test_heartbeats_keep_a_client_and_a_goodbye_lets_it_go(head: Any) -> None:
+    service, sent = head
+    _hello(service, b"c2")
+    _age(service, b"c2", 6.0)
+    service._handle(b"c2", decode_frames(encode(MsgType.PING))[0])  # a heartbeat
+    assert sent[-1] == (b"c2", {"type": MsgType.PONG})  # answered
+    service._check_leases()
+    assert b"c2" in service.clients
+    sent.clear()
+    service._handle(b"c2", decode_frames(encode_control(MsgType.REQUEST, {"op": "bye"}))[0])
+    assert b"c2" not in service.clients
+    assert sent == [(b"node-1", {"kind": "client_gone", "owner": "c2"})]
+    # Said twice (or a late heartbeat check): told once.
+    service._handle(b"c2", decode_frames(encode_control(MsgType.REQUEST, {"op": "bye"}))[0])
+    assert len(sent) == 1
