@@ -139,6 +139,8 @@ _LINK_GRACE_S = 2.0
 _INLINE = ValueKind.INLINE
 # How long a synchronous get looks for its answer before it sleeps (see _wait_objects).
 _SPIN_S = 100e-6
+# While we wait for another owner's object, how often we ask the head if that owner lives.
+_OWNER_CHECK_S = 2.0
 
 
 class Client:
@@ -162,8 +164,12 @@ class Client:
         self.client_id = secrets.token_hex(8)
         self.head = connect_client(zmq.DEALER, creds, head_endpoint,
                                    identity=self.client_id.encode())
-        self.owner_sock, self.address = bind_server(zmq.ROUTER, creds, f"tcp://{bind_host}:0",
-                                                    max_frame_bytes)
+        self.owner_sock, self.endpoint = bind_server(
+            zmq.ROUTER, creds, f"tcp://{bind_host}:0", max_frame_bytes)
+        # Our objects' owner id: where borrowers reach us, and our client id, so that a
+        # later client on the same port is never taken for us (a stale ref then fails as
+        # lost instead of reading another owner's object).
+        self.address = f"{self.endpoint}#{self.client_id}"
         self.cluster_id = ""
         self.objects: dict[int, _Object] = {}
         self.borrowed: dict[tuple[str, int], _Object] = {}
@@ -175,6 +181,10 @@ class Client:
         self.head_rids = itertools.count(1)
         self.head_waiting: set[int] = set()  # request ids of head requests waiting
         self.head_replies: dict[int, dict[str, Any]] = {}
+        self.head_callbacks: dict[int, Any] = {}  # request id -> called with the reply
+        # Owners (other clients' addresses) the head said are gone: their objects are lost.
+        self.dead_owners: set[str] = set()
+        self.owner_checks: set[str] = set()  # owners we wait for, asked about now and then
         self.workers: dict[str, _Worker] = {}
         self.departing: dict[str, _Worker] = {}  # local link closed, removal pending
         self.workers_by_sock: dict[Any, _Worker] = {}
@@ -229,8 +239,10 @@ class Client:
         self.loop.sent(sock)
 
     def _say_hello(self) -> None:
+        cfg = _context.worker_config  # a worker's client dies with its worker
         self._send(self.head, encode_control(MsgType.HELLO, {
-            "role": "client", "host": self.host, "address": self.address}))
+            "role": "client", "host": self.host, "address": self.address,
+            "worker_id": str(cfg.get("worker_id", "")) if cfg else ""}))
 
     def _messages(self, sock: Any) -> list[list[Message]]:
         """Every message waiting on ``sock`` (a local link or a ZeroMQ socket), decoded."""
@@ -258,6 +270,8 @@ class Client:
                     if m.request_id in self.head_waiting:
                         self.head_replies[m.request_id] = body
                         self.settled = True  # wakes the thread waiting for it
+                    elif (on_reply := self.head_callbacks.pop(m.request_id, None)) is not None:
+                        on_reply(body)
                     continue
                 if m.type == MsgType.WELCOME:
                     self.cluster_id = str(body.get("cluster_id", ""))
@@ -273,6 +287,8 @@ class Client:
                     elif body.get("kind") == "worker_removed":
                         self._remove_worker(str(body.get("worker_id")),
                                             str(body.get("reason", "exited")))
+                    elif body.get("kind") == "client_gone" and body.get("address"):
+                        self._owner_gone(str(body["address"]))
         self._dispatch()
 
     def _heartbeat(self, every_s: float) -> None:
@@ -951,12 +967,13 @@ class Client:
         """The table entry of ``ref``; a borrowed ref is fetched from its owner if asked."""
         if ref.owner == self.address:
             return self.objects.get(ref.oid)
-        if ref.owner in _retired_owners:
+        if ref.owner in _retired_owners or ref.owner in self.dead_owners:
             lost = _Object()
             lost.state = _FAILED
             lost.error = ObjectLostError(
                 f"{ref!r} belongs to an earlier iris.init() of this process, which was shut "
-                f"down; its value is gone")
+                f"down; its value is gone" if ref.owner in _retired_owners else
+                _owner_gone_text(ref))
             return lost
         key = (ref.owner, ref.oid)
         with self.ref_lock:
@@ -965,6 +982,45 @@ class Client:
                 obj = self.borrowed[key] = _Object()
                 self.loop.call_soon_threadsafe(lambda: self._fetch(ref))
         return obj
+
+    def _owner_gone(self, owner: str) -> None:
+        """The head says the client at ``owner`` is gone (lock held): the objects it owned
+        are lost. What we wait for from it fails; later reads of its refs fail at once."""
+        if owner == self.address or owner in self.dead_owners:
+            return
+        self.dead_owners.add(owner)
+        sock = self.owner_socks.pop(owner, None)
+        if sock is not None:
+            self.loop.remove_reader(sock)
+            sock.close(0)
+        with self.ref_lock:
+            waiting = [(oid, obj) for (o, oid), obj in self.borrowed.items()
+                       if o == owner and obj.state == _PENDING]
+        for oid, obj in waiting:
+            self._settle(obj, None, ObjectLostError(_owner_gone_text(ObjectRef(
+                oid, owner, counted=False))))
+        self._dispatch()
+
+    def _check_owner(self, owner: str) -> None:
+        """While we wait for objects of ``owner``, ask the head now and then whether it is
+        still with us (an owner that died before we joined is news to no event)."""
+        if owner in self.dead_owners or self.closed or not any(
+                o == owner and obj.state == _PENDING for (o, _), obj in list(
+                    self.borrowed.items())):
+            self.owner_checks.discard(owner)
+            return
+
+        def answer(body: dict[str, Any]) -> None:
+            if body.get("alive") is False:
+                self.owner_checks.discard(owner)
+                self._owner_gone(owner)
+            else:
+                self.loop.call_later(_OWNER_CHECK_S, partial(self._check_owner, owner))
+
+        rid = next(self.head_rids)
+        self.head_callbacks[rid] = answer
+        self._send(self.head, encode_control(
+            MsgType.REQUEST, {"op": "client.alive", "address": owner}, rid))
 
     def _on_dep_done(self, key: tuple[str, int], obj: _Object) -> None:
         for task in self.dep_waiters.pop(key, ()):
@@ -982,14 +1038,27 @@ class Client:
         """Our connection to another owner's ROUTER (lock held)."""
         sock = self.owner_socks.get(owner)
         if sock is None:
-            sock = connect_client(zmq.DEALER, self.creds, owner)
+            sock = connect_client(zmq.DEALER, self.creds, owner.partition("#")[0])
             self.owner_socks[owner] = sock
             self.loop.add_reader(sock, lambda: self._on_owner_reply(owner, sock))
         return sock
 
     def _fetch(self, ref: ObjectRef) -> None:
+        if ref.owner in self.dead_owners:
+            self._owner_gone_since(ref)
+            return
         self._send(self._owner_sock(ref.owner),
                    encode_control(MsgType.OBJ_GET, {"oid": ref.oid, "host": self.host}))
+        if ref.owner not in self.owner_checks:
+            self.owner_checks.add(ref.owner)
+            self.loop.call_later(_OWNER_CHECK_S, partial(self._check_owner, ref.owner))
+
+    def _owner_gone_since(self, ref: ObjectRef) -> None:
+        """A fetch queued before its owner was known gone: fail it now."""
+        obj = self.borrowed.get((ref.owner, ref.oid))
+        if obj is not None and obj.state == _PENDING:
+            self._settle(obj, None, ObjectLostError(_owner_gone_text(ref)))
+            self._dispatch()
 
     def _on_owner_reply(self, owner: str, sock: zmq.Socket[Any]) -> None:
         for msgs in self._messages(sock):
@@ -1413,7 +1482,7 @@ class Client:
 
     def _tell_owner(self, owner: str, oid: int, borrow: int = 0, transit: int = 0) -> None:
         """Queue a borrow/transit update for an object's owner (any thread; in order)."""
-        if self.closed or owner in _retired_owners:
+        if self.closed or owner in _retired_owners or owner in self.dead_owners:
             return
         body = {"op": "borrow", "oid": oid, "borrow": borrow, "transit": transit}
         self.loop.call_soon_threadsafe(lambda: self._send_owner(owner, body))
@@ -1450,7 +1519,7 @@ class Client:
                     if obj is not None:
                         obj.transit += 1
                 pinned.append(obj is not None)
-            elif ref.owner in _retired_owners:
+            elif ref.owner in _retired_owners or ref.owner in self.dead_owners:
                 pinned.append(False)
             else:
                 self._tell_owner(ref.owner, ref.oid, transit=1)
@@ -1536,6 +1605,11 @@ class _Outgoing:
         for chunk in chunk_by_size(self.records, self.budget, _record_size):
             self.frames.extend(encode_tasks(chunk))
         self.records = []
+
+
+def _owner_gone_text(ref: ObjectRef) -> str:
+    return (f"{ref!r} is lost: its owner {ref.owner} (the driver or task that made it) is "
+            f"gone, and an object lives only as long as its owner")
 
 
 def _dropped_request(_peer: bytes, exc: ProtocolError) -> None:

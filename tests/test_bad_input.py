@@ -31,7 +31,7 @@ def _endpoints() -> dict[str, str]:
     wait_for_workers(client)
     worker = next(iter(client.workers.values()))
     status = _ask(client.creds, client.head_endpoint, "status")
-    return {"head": client.head_endpoint, "worker": worker.address, "owner": client.address,
+    return {"head": client.head_endpoint, "worker": worker.address, "owner": client.endpoint,
             "node": status["workers"][0]["node_endpoint"]}
 
 

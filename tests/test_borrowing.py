@@ -104,7 +104,7 @@ def test_a_malformed_borrow_update_is_refused_and_the_owner_keeps_serving(
 
     client = _api._client
     ref = iris.put("kept")
-    sock = connect_client(zmq.DEALER, Credentials.from_token(cluster.token), client.address)
+    sock = connect_client(zmq.DEALER, Credentials.from_token(cluster.token), client.endpoint)
     try:
         for body in ({"op": "borrow", "oid": ref.oid, "borrow": 5},
                      {"op": "borrow", "oid": "x"}, {"op": "what", "oid": ref.oid}):
@@ -123,3 +123,26 @@ def test_nested_refs_in_arguments_still_work(cluster: iris.ClusterContext, n: in
     refs = [iris.put(i) for i in range(n)]
     total = iris.remote(lambda rs: sum(iris.get(rs)))
     assert iris.get(total.remote(refs)) == sum(range(n))
+
+
+def test_an_object_whose_owner_died_is_lost_not_waited_for(
+        fresh_cluster: iris.ClusterContext) -> None:
+    import os
+    import signal
+
+    @iris.remote
+    def make() -> list:
+        # The put belongs to this task's worker (its client owns it), not to the driver.
+        return [iris.put("owned by a worker"), os.getpid()]
+
+    @iris.remote
+    def read(x: str) -> str:
+        return x
+
+    (inner, pid) = iris.get(make.remote())
+    os.kill(pid, signal.SIGKILL)
+    # Neither a get nor a task taking it waits for an owner that will never answer.
+    with pytest.raises(iris.ObjectLostError, match="its owner .* is gone"):
+        iris.get(inner, timeout=20)  # a worker's death is news at once (not after a TTL)
+    with pytest.raises(iris.ObjectLostError, match="its owner .* is gone"):
+        iris.get(read.remote(inner), timeout=20)

@@ -397,10 +397,17 @@ CRASHING_DRIVER = textwrap.dedent("""
             self.n += k
             return self.n
 
+        def hold(self, refs):
+            self.refs = refs
+
+        def give(self):
+            return self.refs
+
     plain = Box.remote()
     named = Box.options(name="temporary").remote()
     kept = Box.options(name="keeper", lifetime="detached").remote()
     assert iris.get([a.add.remote(1) for a in (plain, named, kept)]) == [1, 1, 1]
+    iris.get(kept.hold.remote([iris.put("owned by the driver that dies")]))
     print(plain._actor_id, plain._record.worker_id, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # gone without a goodbye
 """)
@@ -433,6 +440,12 @@ AFTER_THE_CRASH = textwrap.dedent("""
     wait_until(orphan_gone, 30, "the crashed driver's unnamed actor to go")
     keeper = iris.get_actor("keeper")
     print("keeper", iris.get(keeper.add.remote(1)))  # detached: it lives on, state and all
+    (lost,) = iris.get(keeper.give.remote())  # a ref to an object of the dead driver
+    try:
+        iris.get(lost, timeout=30)
+        print("read a value of a dead owner")
+    except iris.ObjectLostError as exc:
+        print("lost", "is gone" in str(exc))
 
     @iris.remote
     def hosted():
@@ -459,5 +472,5 @@ def test_the_actors_of_a_driver_that_died_go_with_it(procs: Procs, tmp_path: Pat
     check.write_text(AFTER_THE_CRASH)
     r = procs.run("submit", str(check), actor_id, worker_id)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.split() == ["keeper", "2", "hosted", "1"]
+    assert r.stdout.split() == ["keeper", "2", "lost", "True", "hosted", "1"]
     assert "declaring it gone" in procs.log("head")

@@ -40,8 +40,14 @@ def head() -> Iterator[tuple[HeadService, list[tuple[bytes, dict[str, Any]]]]]:
         loop.close()
 
 
-def _hello(service: HeadService, ident: bytes) -> None:
-    service._handle(ident, decode_frames(encode_control(MsgType.HELLO, {"role": "client"}))[0])
+def _hello(service: HeadService, ident: bytes, worker_id: str = "") -> None:
+    service._handle(ident, decode_frames(encode_control(MsgType.HELLO, {
+        "role": "client", "address": f"tcp://h:1#{ident.decode()}",
+        "worker_id": worker_id}))[0])
+
+
+def _ask(service: HeadService, ident: bytes, body: dict[str, Any]) -> None:
+    service._handle(ident, decode_frames(encode_control(MsgType.REQUEST, body, 7))[0])
 
 
 def _age(service: HeadService, ident: bytes, seconds: float) -> None:
@@ -62,7 +68,8 @@ def test_a_silent_client_is_given_up_with_its_attached_actors(head: Any) -> None
     service._check_leases()
     assert b"c1" not in service.clients
     assert set(service.actor_names.entries) == {"detached"}
-    assert sent == [(b"node-1", {"kind": "client_gone", "owner": "c1"})]
+    assert sent == [(b"node-1", {"kind": "client_gone", "address": "tcp://h:1#c1",
+                                 "owner": "c1"})]
 
 
 def test_heartbeats_keep_a_client_and_a_goodbye_lets_it_go(head: Any) -> None:
@@ -73,10 +80,31 @@ def test_heartbeats_keep_a_client_and_a_goodbye_lets_it_go(head: Any) -> None:
     assert sent[-1] == (b"c2", {"type": MsgType.PONG})  # answered
     service._check_leases()
     assert b"c2" in service.clients
+    _hello(service, b"c3")  # another client, told that c2's objects are gone
     sent.clear()
     service._handle(b"c2", decode_frames(encode_control(MsgType.REQUEST, {"op": "bye"}))[0])
     assert b"c2" not in service.clients
-    assert sent == [(b"node-1", {"kind": "client_gone", "owner": "c2"})]
+    assert sent == [(b"node-1", {"kind": "client_gone", "address": "tcp://h:1#c2",
+                                 "owner": "c2"}),
+                    (b"c3", {"kind": "client_gone", "address": "tcp://h:1#c2"})]
     # Said twice (or a late heartbeat check): told once.
     service._handle(b"c2", decode_frames(encode_control(MsgType.REQUEST, {"op": "bye"}))[0])
-    assert len(sent) == 1
+    assert len(sent) == 2
+
+
+def test_a_workers_client_goes_with_its_worker_and_owners_can_be_asked_about(
+        head: Any) -> None:
+    service, sent = head
+    service._handle(b"node-1", decode_frames(encode_control(MsgType.REGISTER_WORKER, {
+        "worker_id": "w1", "address": "tcp://h:2"}))[0])
+    _hello(service, b"in-w1", worker_id="w1")
+    _hello(service, b"driver")
+    _ask(service, b"driver", {"op": "client.alive", "address": "tcp://h:1#in-w1"})
+    assert sent[-1] == (b"driver", {"alive": True})
+    sent.clear()
+    service._handle(b"node-1", decode_frames(encode_control(MsgType.WORKER_EXITED, {
+        "worker_id": "w1", "reason": "signal SIGKILL"}))[0])
+    assert b"in-w1" not in service.clients  # at once: no heartbeat timeout to wait for
+    assert (b"driver", {"kind": "client_gone", "address": "tcp://h:1#in-w1"}) in sent
+    _ask(service, b"driver", {"op": "client.alive", "address": "tcp://h:1#in-w1"})
+    assert sent[-1] == (b"driver", {"alive": False})

@@ -12,11 +12,15 @@ that submit nested tasks) learn the workers from it and then talk to them direct
 Nodes hold a lease renewed by their PINGs; a node silent for ``node_ttl_s`` is declared
 dead and its workers are removed (clients retry their tasks elsewhere). Clients ping too
 (every ``heartbeat_s`` the WELCOME gives them): a client silent for ``client_ttl_s`` is
-declared gone, as is one that says goodbye. The actors it made that are not detached go
-with it: their names here, and their instances in the workers (every node is told, and
-tells its workers)::
+declared gone, as is one that says goodbye, and a worker's own client the moment its
+worker is. The actors it made that are not detached go with it: their names here, and
+their instances in the workers (every node is told, and tells its workers); and the
+objects it owned are lost (every other client is told, and fails what it waits for)::
 
     head ── EVENT {client_gone, owner} ──▶ node ── EVENT ──▶ each of its workers
+    head ── EVENT {client_gone, address} ──▶ every client
+    client ── REQUEST {op: client.alive, address} ──▶ head ── REPLY {alive} (a client that
+                                                      joined after that owner went asks)
 """
 
 from __future__ import annotations
@@ -73,6 +77,9 @@ class HeadService:
         self.nodes: dict[str, _Node] = {}
         self.workers: dict[str, dict[str, Any]] = {}
         self.clients: dict[bytes, float] = {}  # identity -> when last heard from
+        # identity -> (owner address, worker id): where its objects are served, and the
+        # worker it lives in ("" for a driver), whose death is its own.
+        self.client_info: dict[bytes, tuple[str, str]] = {}
         self.actor_names = ActorNames()  # Ray-style actors' cluster-wide names
         self.names = NameTable()  # cluster-wide actor names (iris.Runtime.register_global)
         self.dropped_frames = 0
@@ -143,11 +150,7 @@ class HeadService:
             self.workers[info["worker_id"]] = info
             self._broadcast({"kind": "worker_added", "worker": info})
         elif t == MsgType.WORKER_EXITED:
-            wid = str(body.get("worker_id"))
-            self.workers.pop(wid, None)
-            self.actor_names.drop_worker(wid)  # its actors died with it
-            self._broadcast({"kind": "worker_removed", "worker_id": wid,
-                             "reason": str(body.get("reason", "exited"))})
+            self._worker_gone(str(body.get("worker_id")), str(body.get("reason", "exited")))
         elif t == MsgType.REQUEST:
             self._request(ident, body, m.request_id)
         else:
@@ -160,6 +163,8 @@ class HeadService:
             self.nodes[node_id] = _Node(node_id, ident, str(body.get("host")), time.monotonic())
         elif role == "client":
             self.clients[ident] = time.monotonic()
+            self.client_info[ident] = (str(body.get("address", "")),
+                                       str(body.get("worker_id", "")))
         else:
             raise ProtocolError(f"HELLO with unknown role {role!r} (known: 'client', 'node')")
         self._send(ident, encode_control(MsgType.WELCOME, {
@@ -171,13 +176,25 @@ class HeadService:
         names here; their instances in the workers, which every node is told of)."""
         if self.clients.pop(ident, None) is None:
             return
+        address, _ = self.client_info.pop(ident, ("", ""))
         names = self.actor_names.drop_owner(ident)
         log.info("client %r gone (%s); dropping its actors%s", ident, why,
                  f" (named {', '.join(names)})" if names else "")
-        event = encode_control(MsgType.EVENT, {"kind": "client_gone",
+        event = encode_control(MsgType.EVENT, {"kind": "client_gone", "address": address,
                                                "owner": ident.decode("utf-8", "replace")})
         for node in self.nodes.values():
             self._send(node.identity, event)
+        # Other clients fail what they wait for from it: the objects it owned are lost.
+        self._broadcast({"kind": "client_gone", "address": address})
+
+    def _worker_gone(self, wid: str, reason: str) -> None:
+        """A worker is gone: so are its actors, and the client inside it (at once)."""
+        self.workers.pop(wid, None)
+        self.actor_names.drop_worker(wid)
+        self._broadcast({"kind": "worker_removed", "worker_id": wid, "reason": reason})
+        for ident, (_, worker_id) in list(self.client_info.items()):
+            if worker_id == wid:
+                self._client_gone(ident, f"its worker {wid} is gone")
 
     def _request(self, ident: bytes, body: dict[str, Any], request_id: int) -> None:
         op = body.get("op")
@@ -192,6 +209,9 @@ class HeadService:
                                      "dropped_frames": self.dropped_frames,
                                      # `iris start --worker` sets its heartbeat from this.
                                      "node_ttl_s": self.node_ttl_s}
+        elif op == "client.alive":  # is the owner at this address still with us?
+            address = body.get("address")
+            reply = {"alive": any(a == address for a, _ in self.client_info.values())}
         elif op == "shutdown":
             reply = {"ok": True}
             self.loop.call_later(0.05, self.loop.stop)
@@ -218,10 +238,7 @@ class HeadService:
                 del self.nodes[node.node_id]
                 for wid, info in list(self.workers.items()):
                     if info.get("node_id") == node.node_id:
-                        del self.workers[wid]
-                        self.actor_names.drop_worker(wid)
-                        self._broadcast({"kind": "worker_removed", "worker_id": wid,
-                                         "reason": f"node {node.node_id} lost"})
+                        self._worker_gone(wid, f"node {node.node_id} lost")
         for ident, seen in list(self.clients.items()):
             if now - seen > self.client_ttl_s:
                 log.warning("client %r missed its heartbeats for %.1f s: declaring it gone",
