@@ -79,7 +79,7 @@ from iris._serialization import NO_ARGS as _NO_ARGS
 from iris._serialization import (
     describe_unpicklable,
     dumps,
-    dumps_arrays,
+    dumps_call,
     dumps_plain,
     nbytes,
 )
@@ -1207,10 +1207,7 @@ class Client:
         if deps is not None:
             args = tuple([_placeholder(a, deps) for a in args])
             kwargs = {k: _placeholder(v, deps) for k, v in kwargs.items()}
-        plain: tuple[bytes, list[Any]] | None = dumps_arrays(args) \
-            if deps is None and not kwargs else None
-        if plain is None:
-            plain = dumps_plain((args, kwargs))
+        plain = dumps_call(args, kwargs) if deps is None else dumps_plain((args, kwargs))
         if plain is not None:
             header, buffers = plain
         else:

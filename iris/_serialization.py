@@ -24,6 +24,7 @@ __all__ = [
     "describe_unpicklable",
     "dumps",
     "dumps_arrays",
+    "dumps_call",
     "dumps_error",
     "dumps_function",
     "dumps_plain",
@@ -73,6 +74,23 @@ def dumps_plain(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]] | None:
         _ArrayPickler(f, 5, buffer_callback=buffers.append).dump(obj)
         return f.getvalue(), buffers
     return pickle.dumps(obj, protocol=5, buffer_callback=buffers.append), buffers
+
+
+def dumps_call(args: tuple[Any, ...], kwargs: dict[str, Any]
+               ) -> tuple[bytes, list[Any]] | None:
+    """``dumps_plain((args, kwargs))`` of a call, by the quickest way that applies:
+    positional builtin scalars are pickled at once (the scan of :func:`dumps_plain` costs
+    seven times the pickling of ``((5,), {})``), numpy arrays by :func:`dumps_arrays`."""
+    if not kwargs:
+        for a in args:
+            if type(a) not in _PLAIN:
+                break
+        else:
+            return pickle.dumps((args, kwargs), protocol=5), []
+        made = dumps_arrays(args)
+        if made is not None:
+            return made
+    return dumps_plain((args, kwargs))
 
 
 _ARRAY_HEADERS: dict[Any, bytes] = {}

@@ -102,3 +102,22 @@ def test_array_calls_reuse_their_layout_but_not_aliasing() -> None:
     assert [b.nbytes for b in b3] == [24] and s.nbytes(b3) == 24
     ((r,), _) = s.loads(h3, b3)
     np.testing.assert_array_equal(r, np.arange(6).reshape(2, 3))
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ((), {}), ((5,), {}), ((1, "a", 2.5, None, True, b"x", 3j), {}), ((5,), {"k": 1}),
+    (([1, 2], {"a": 1}), {}), ((np.arange(4.0),), {}), ((np.arange(3), 1.5), {}),
+    (([[1]],), {}),
+])
+def test_a_calls_quick_pickle_is_the_plain_one(args: tuple, kwargs: dict) -> None:
+    made = s.dumps_call(args, kwargs)
+    plain = s.dumps_plain((args, kwargs))
+    assert (made is None) == (plain is None)  # too deep for the plain path: both say so
+    if made is not None and plain is not None:
+        out = s.loads(made[0], made[1])
+        assert repr(out) == repr(s.loads(plain[0], plain[1])) == repr((args, kwargs))
+
+
+def test_a_call_with_code_or_objects_is_not_quick() -> None:
+    assert s.dumps_call((lambda: 1,), {}) is None
+    assert s.dumps_call((object(),), {}) is None
