@@ -142,7 +142,8 @@ def init(address: str | None = None, *, num_workers: int | None = None,
             cluster = pending.ready()
             try:
                 client = Client(cluster.address, cluster.creds, inline_threshold=threshold,
-                                max_frame_bytes=max_frame, connect_timeout_s=connect_timeout_s)
+                                max_frame_bytes=max_frame, connect_timeout_s=connect_timeout_s,
+                                lease=False)  # the cluster ends with this process
             except BaseException:
                 cluster.stop()
                 raise

@@ -141,6 +141,7 @@ _INLINE = ValueKind.INLINE
 _SPIN_S = 100e-6
 # While we wait for another owner's object, how often we ask the head if that owner lives.
 _OWNER_CHECK_S = 2.0
+_MAX_DEAD_OWNERS = 10_000
 
 
 class Client:
@@ -150,8 +151,10 @@ class Client:
                  inline_threshold: int = DEFAULT_INLINE_THRESHOLD,
                  max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
                  bind_host: str = "127.0.0.1",
-                 connect_timeout_s: float = 30.0) -> None:
+                 connect_timeout_s: float = 30.0, lease: bool = True) -> None:
         self.creds = creds
+        # Whether the head takes our silence for our end (see _say_hello).
+        self.lease = lease
         self.link_key = link_key(creds.secret)
         self.head_endpoint = head_endpoint
         self.threshold = inline_threshold
@@ -181,10 +184,13 @@ class Client:
         self.head_rids = itertools.count(1)
         self.head_waiting: set[int] = set()  # request ids of head requests waiting
         self.head_replies: dict[int, dict[str, Any]] = {}
-        self.head_callbacks: dict[int, Any] = {}  # request id -> called with the reply
-        # Owners (other clients' addresses) the head said are gone: their objects are lost.
-        self.dead_owners: set[str] = set()
-        self.owner_checks: set[str] = set()  # owners we wait for, asked about now and then
+        # Request id -> called with the reply (a partial, see _check_owners).
+        self.head_callbacks: dict[int, partial[None]] = {}
+        # Owners (other clients' ids) the head said are gone: their objects are lost. An
+        # ordered set, the oldest forgotten past _MAX_DEAD_OWNERS (a late ref of one of
+        # those is found out by the head's answer to _check_owners instead).
+        self.dead_owners: dict[str, None] = {}
+        self.owner_checks = False  # the periodic look at owners we wait for is armed
         self.workers: dict[str, _Worker] = {}
         self.departing: dict[str, _Worker] = {}  # local link closed, removal pending
         self.workers_by_sock: dict[Any, _Worker] = {}
@@ -239,10 +245,14 @@ class Client:
         self.loop.sent(sock)
 
     def _say_hello(self) -> None:
-        cfg = _context.worker_config  # a worker's client dies with its worker
+        # A worker's client ends with its worker, and the driver of an embedded cluster
+        # with the cluster: the head does not give those up for silence (a long call
+        # that holds the GIL would pass for a death). Other drivers hold a lease.
+        cfg = _context.worker_config
         self._send(self.head, encode_control(MsgType.HELLO, {
             "role": "client", "host": self.host, "address": self.address,
-            "worker_id": str(cfg.get("worker_id", "")) if cfg else ""}))
+            "worker_id": str(cfg.get("worker_id", "")) if cfg else "",
+            "lease": self.lease}))
 
     def _messages(self, sock: Any) -> list[list[Message]]:
         """Every message waiting on ``sock`` (a local link or a ZeroMQ socket), decoded."""
@@ -289,7 +299,21 @@ class Client:
                                             str(body.get("reason", "exited")))
                     elif body.get("kind") == "client_gone" and body.get("address"):
                         self._owner_gone(str(body["address"]))
+                    elif body.get("kind") == "client_back" and body.get("address"):
+                        self._owner_back(str(body["address"]))
+                    elif body.get("kind") == "reregister":
+                        self._given_up()
         self._dispatch()
+
+    def _given_up(self) -> None:
+        """The head answered our heartbeat as if it did not know us: it gave us up (we
+        were silent for longer than its client timeout: stopped, or cut off), or it was
+        restarted. Say hello again; what it dropped meanwhile stays dropped."""
+        log.error("the head at %s had given this client up (silent for too long, or the "
+                  "head restarted): registering again. Actors it made that were not "
+                  "detached may have been killed, and objects it owns reported lost",
+                  self.head_endpoint)
+        self._say_hello()
 
     def _heartbeat(self, every_s: float) -> None:
         """Tell the head we live, every ``every_s`` (lock held: a reactor timer)."""
@@ -685,7 +709,9 @@ class Client:
             for ref in task.deps:
                 obj = self._object(ref)
                 v = obj.serialized() if obj is not None else None
-                assert v is not None
+                if v is None:
+                    raise obj.error if obj is not None and obj.error is not None else \
+                        ObjectLostError(f"argument {ref!r} of {task.func.name} is gone")
                 if is_shm(v) and shm_location(v).get("host") != w.host:
                     v = inline_copy(v)
                 resolved.append(v)
@@ -938,6 +964,7 @@ class Client:
     def _settle(self, obj: _Object, value: Value | None, error: BaseException | None) -> None:
         """Make an object ready or failed; wake getters, run callbacks, release dependents."""
         obj.value = value
+        obj.inline = None
         obj.error = error
         obj.state = _FAILED if error is not None or (
             value is not None and value.kind == ValueKind.ERROR) else _READY
@@ -967,6 +994,10 @@ class Client:
         """The table entry of ``ref``; a borrowed ref is fetched from its owner if asked."""
         if ref.owner == self.address:
             return self.objects.get(ref.oid)
+        key = (ref.owner, ref.oid)
+        obj = self.borrowed.get(key)
+        if obj is not None:
+            return obj  # (fetched, or being fetched: a value we hold stays readable)
         if ref.owner in _retired_owners or ref.owner in self.dead_owners:
             lost = _Object()
             lost.state = _FAILED
@@ -975,7 +1006,6 @@ class Client:
                 f"down; its value is gone" if ref.owner in _retired_owners else
                 _owner_gone_text(ref))
             return lost
-        key = (ref.owner, ref.oid)
         with self.ref_lock:
             obj = self.borrowed.get(key)
             if obj is None and fetch:
@@ -988,7 +1018,9 @@ class Client:
         are lost. What we wait for from it fails; later reads of its refs fail at once."""
         if owner == self.address or owner in self.dead_owners:
             return
-        self.dead_owners.add(owner)
+        self.dead_owners[owner] = None
+        while len(self.dead_owners) > _MAX_DEAD_OWNERS:
+            del self.dead_owners[next(iter(self.dead_owners))]
         sock = self.owner_socks.pop(owner, None)
         if sock is not None:
             self.loop.remove_reader(sock)
@@ -1001,26 +1033,33 @@ class Client:
                 oid, owner, counted=False))))
         self._dispatch()
 
-    def _check_owner(self, owner: str) -> None:
-        """While we wait for objects of ``owner``, ask the head now and then whether it is
-        still with us (an owner that died before we joined is news to no event)."""
-        if owner in self.dead_owners or self.closed or not any(
-                o == owner and obj.state == _PENDING for (o, _), obj in list(
-                    self.borrowed.items())):
-            self.owner_checks.discard(owner)
+    def _owner_back(self, owner: str) -> None:
+        """The head says a client it had given up is back: its new objects are readable
+        (those we failed meanwhile stay failed)."""
+        self.dead_owners.pop(owner, None)
+
+    def _check_owners(self) -> None:
+        """While we wait for objects of other owners, ask the head every _OWNER_CHECK_S
+        whether they are still with us (an owner that died before we joined is news to no
+        event). A lost answer only delays the next look."""
+        with self.ref_lock:
+            waited = {o for (o, _), obj in self.borrowed.items() if obj.state == _PENDING}
+        waited.difference_update(self.dead_owners)
+        if not waited or self.closed:
+            self.owner_checks = False
             return
+        for rid in [r for r, cb in self.head_callbacks.items() if cb.func == self._owner_alive]:
+            del self.head_callbacks[rid]  # unanswered since the last look: forget them
+        for owner in waited:
+            rid = next(self.head_rids)
+            self.head_callbacks[rid] = partial(self._owner_alive, owner)
+            self._send(self.head, encode_control(
+                MsgType.REQUEST, {"op": "client.alive", "address": owner}, rid))
+        self.loop.call_later(_OWNER_CHECK_S, self._check_owners)
 
-        def answer(body: dict[str, Any]) -> None:
-            if body.get("alive") is False:
-                self.owner_checks.discard(owner)
-                self._owner_gone(owner)
-            else:
-                self.loop.call_later(_OWNER_CHECK_S, partial(self._check_owner, owner))
-
-        rid = next(self.head_rids)
-        self.head_callbacks[rid] = answer
-        self._send(self.head, encode_control(
-            MsgType.REQUEST, {"op": "client.alive", "address": owner}, rid))
+    def _owner_alive(self, owner: str, body: dict[str, Any]) -> None:
+        if body.get("alive") is False:
+            self._owner_gone(owner)
 
     def _on_dep_done(self, key: tuple[str, int], obj: _Object) -> None:
         for task in self.dep_waiters.pop(key, ()):
@@ -1048,10 +1087,11 @@ class Client:
             self._owner_gone_since(ref)
             return
         self._send(self._owner_sock(ref.owner),
-                   encode_control(MsgType.OBJ_GET, {"oid": ref.oid, "host": self.host}))
-        if ref.owner not in self.owner_checks:
-            self.owner_checks.add(ref.owner)
-            self.loop.call_later(_OWNER_CHECK_S, partial(self._check_owner, ref.owner))
+                   encode_control(MsgType.OBJ_GET, {"oid": ref.oid, "host": self.host,
+                                                    "owner": ref.owner}))
+        if not self.owner_checks:
+            self.owner_checks = True
+            self.loop.call_later(_OWNER_CHECK_S, self._check_owners)
 
     def _owner_gone_since(self, ref: ObjectRef) -> None:
         """A fetch queued before its owner was known gone: fail it now."""
@@ -1083,6 +1123,16 @@ class Client:
         oid = body.get("oid")
         if type(oid) is not int:
             raise ProtocolError("owner requests need an int oid")
+        owner = body.get("owner", self.address)
+        if owner != self.address:
+            # Meant for an owner that had our port before us (it is gone): its objects are
+            # not ours to give or to count.
+            if m.type == MsgType.OBJ_GET:
+                self._send(self.owner_sock, [peer, *encode_results([ResultRecord(oid, [
+                    error_value(ObjectLostError(f"{ObjectRef(oid, str(owner), counted=False)!r}"
+                                                f" is lost: its owner is gone"))])],
+                    MsgType.OBJ_VALUE)])
+            return
         if m.type == MsgType.OBJ_GET:
             self._serve_object(peer, oid, str(body.get("host", "")))
         elif m.type == MsgType.REQUEST and body.get("op") == "borrow":
@@ -1481,10 +1531,13 @@ class Client:
         """Queue a borrow/transit update for an object's owner (any thread; in order)."""
         if self.closed or owner in _retired_owners or owner in self.dead_owners:
             return
-        body = {"op": "borrow", "oid": oid, "borrow": borrow, "transit": transit}
+        body = {"op": "borrow", "oid": oid, "borrow": borrow, "transit": transit,
+                "owner": owner}
         self.loop.call_soon_threadsafe(lambda: self._send_owner(owner, body))
 
     def _send_owner(self, owner: str, body: dict[str, Any]) -> None:
+        if owner in self.dead_owners:  # (it went since the update was queued)
+            return
         try:
             self._send(self._owner_sock(owner), encode_control(MsgType.REQUEST, body))
         except zmq.ZMQError as exc:

@@ -7,6 +7,7 @@ import gc
 
 import numpy as np
 import pytest
+import zmq
 
 import iris
 from iris.testing import shm_segments, wait_until
@@ -125,6 +126,36 @@ def test_nested_refs_in_arguments_still_work(cluster: iris.ClusterContext, n: in
     assert iris.get(total.remote(refs)) == sum(range(n))
 
 
+def test_a_request_for_another_owner_is_not_answered_with_our_object(
+        cluster: iris.ClusterContext) -> None:
+    # A client that got the port of a dead one must not serve or count the dead one's
+    # objects: requests name the owner they are for.
+    from iris import _api
+    from iris._protocol import MsgType, decode_frames, decode_results, encode_control
+    from iris._transport import Credentials, connect_client
+    from iris._values import from_value
+
+    client = _api._client
+    ref = iris.put("mine")
+    stranger = client.endpoint + "#0000000000000000"
+    sock = connect_client(zmq.DEALER, Credentials.from_token(cluster.token), client.endpoint)
+    try:
+        sock.send_multipart(encode_control(MsgType.REQUEST, {
+            "op": "borrow", "oid": ref.oid, "transit": -1, "owner": stranger}))
+        sock.send_multipart(encode_control(MsgType.OBJ_GET, {
+            "oid": ref.oid, "host": "", "owner": stranger}))
+        assert sock.poll(30_000)
+        (rec,) = decode_results(decode_frames(sock.recv_multipart())[0])
+        with pytest.raises(iris.ObjectLostError, match="its owner is gone"):
+            from_value(rec.values[0])
+    finally:
+        sock.close(0)
+    # The stray release (read before the request answered on the same connection)
+    # counted nothing.
+    assert client.objects[ref.oid].transit == 0
+    assert iris.get(ref) == "mine"
+
+
 def test_an_object_whose_owner_died_is_lost_not_waited_for(
         fresh_cluster: iris.ClusterContext) -> None:
     import os
@@ -132,17 +163,21 @@ def test_an_object_whose_owner_died_is_lost_not_waited_for(
 
     @iris.remote
     def make() -> list:
-        # The put belongs to this task's worker (its client owns it), not to the driver.
-        return [iris.put("owned by a worker"), os.getpid()]
+        # The puts belong to this task's worker (its client owns them), not to the driver.
+        return [iris.put("read before"), iris.put("never read"), os.getpid()]
 
     @iris.remote
     def read(x: str) -> str:
         return x
 
-    (inner, pid) = iris.get(make.remote())
+    (seen, unseen, pid) = iris.get(make.remote())
+    assert iris.get(seen) == "read before"
     os.kill(pid, signal.SIGKILL)
     # Neither a get nor a task taking it waits for an owner that will never answer.
     with pytest.raises(iris.ObjectLostError, match="its owner .* is gone"):
-        iris.get(inner, timeout=20)  # a worker's death is news at once (not after a TTL)
+        iris.get(unseen, timeout=20)  # a worker's death is news at once (not after a TTL)
     with pytest.raises(iris.ObjectLostError, match="its owner .* is gone"):
-        iris.get(read.remote(inner), timeout=20)
+        iris.get(read.remote(unseen), timeout=20)
+    # A value this process holds already stays readable, and usable as an argument.
+    assert iris.get(seen) == "read before"
+    assert iris.get(read.remote(seen), timeout=20) == "read before"

@@ -460,7 +460,7 @@ AFTER_THE_CRASH = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_the_actors_of_a_driver_that_died_go_with_it(procs: Procs, tmp_path: Path) -> None:
-    head, state = _start_head(procs, "--num-workers", "1", "--client-timeout", "1")
+    head, state = _start_head(procs, "--num-workers", "1", "--client-timeout", "3")
     wait_until(lambda: _status(state["address"], state["token"])["workers"], 30,
                "the worker")
     crash = tmp_path / "crash.py"

@@ -40,10 +40,11 @@ def head() -> Iterator[tuple[HeadService, list[tuple[bytes, dict[str, Any]]]]]:
         loop.close()
 
 
-def _hello(service: HeadService, ident: bytes, worker_id: str = "") -> None:
+def _hello(service: HeadService, ident: bytes, worker_id: str = "", lease: bool = True
+           ) -> None:
     service._handle(ident, decode_frames(encode_control(MsgType.HELLO, {
         "role": "client", "address": f"tcp://h:1#{ident.decode()}",
-        "worker_id": worker_id}))[0])
+        "worker_id": worker_id, "lease": lease}))[0])
 
 
 def _ask(service: HeadService, ident: bytes, body: dict[str, Any]) -> None:
@@ -86,7 +87,8 @@ def test_heartbeats_keep_a_client_and_a_goodbye_lets_it_go(head: Any) -> None:
     assert b"c2" not in service.clients
     assert sent == [(b"node-1", {"kind": "client_gone", "address": "tcp://h:1#c2",
                                  "owner": "c2"}),
-                    (b"c3", {"kind": "client_gone", "address": "tcp://h:1#c2"})]
+                    (b"c3", {"kind": "client_gone", "address": "tcp://h:1#c2",
+                             "owner": "c2"})]
     # Said twice (or a late heartbeat check): told once.
     service._handle(b"c2", decode_frames(encode_control(MsgType.REQUEST, {"op": "bye"}))[0])
     assert len(sent) == 2
@@ -105,6 +107,43 @@ def test_a_workers_client_goes_with_its_worker_and_owners_can_be_asked_about(
     service._handle(b"node-1", decode_frames(encode_control(MsgType.WORKER_EXITED, {
         "worker_id": "w1", "reason": "signal SIGKILL"}))[0])
     assert b"in-w1" not in service.clients  # at once: no heartbeat timeout to wait for
-    assert (b"driver", {"kind": "client_gone", "address": "tcp://h:1#in-w1"}) in sent
+    assert (b"driver", {"kind": "client_gone", "address": "tcp://h:1#in-w1",
+                        "owner": "in-w1"}) in sent
     _ask(service, b"driver", {"op": "client.alive", "address": "tcp://h:1#in-w1"})
     assert sent[-1] == (b"driver", {"alive": False})
+    # An owner the head never knew (it was restarted since, say) is not declared dead.
+    _ask(service, b"driver", {"op": "client.alive", "address": "tcp://elsewhere:9#x"})
+    assert sent[-1] == (b"driver", {"alive": True})
+
+
+def test_only_what_is_known_to_be_over_ends_a_client(head: Any) -> None:
+    service, sent = head
+    service._handle(b"node-1", decode_frames(encode_control(MsgType.REGISTER_WORKER, {
+        "worker_id": "w2", "address": "tcp://h:3", "node_id": "n1"}))[0])
+    _hello(service, b"in-w2", worker_id="w2")
+    _hello(service, b"embedded-driver", lease=False)
+    _hello(service, b"joined-driver")
+    # A worker exit without a worker id (malformed) ends no client.
+    service._handle(b"node-1", decode_frames(encode_control(MsgType.WORKER_EXITED, {
+        "worker_id": ""}))[0])
+    assert {b"in-w2", b"embedded-driver", b"joined-driver"} <= set(service.clients)
+    # Long silence ends only a leased client: a worker's client, or the driver of an
+    # embedded cluster, may be in a long call that holds the GIL.
+    for ident in (b"in-w2", b"embedded-driver", b"joined-driver"):
+        _age(service, ident, 60.0)
+    service.nodes["n1"].last_seen = time.monotonic()
+    service._check_leases()
+    assert set(service.clients) >= {b"in-w2", b"embedded-driver"}
+    assert b"joined-driver" not in service.clients
+    # A node cut off past its lease: its workers are unusable, but their processes (and
+    # their clients) may live on: they are not given up for it.
+    service.nodes["n1"].last_seen = time.monotonic() - 60
+    service._check_leases()
+    assert "w2" not in service.workers and b"in-w2" in service.clients
+    # The given-up driver comes back (it was stopped): everyone hears it is back.
+    sent.clear()
+    _hello(service, b"joined-driver")
+    assert (b"in-w2", {"kind": "client_back", "address": "tcp://h:1#joined-driver",
+                       "owner": "joined-driver"}) in sent
+    _ask(service, b"in-w2", {"op": "client.alive", "address": "tcp://h:1#joined-driver"})
+    assert sent[-1] == (b"in-w2", {"alive": True})

@@ -52,6 +52,7 @@ log = logging.getLogger("iris.head")
 # A client silent this long (no heartbeat) is declared gone: long enough for a driver busy
 # in code that holds the GIL, or paused in a debugger, to keep its actors.
 DEFAULT_CLIENT_TTL_S = 30.0
+_MAX_GONE = 10_000
 
 
 @dataclass(slots=True)
@@ -77,9 +78,15 @@ class HeadService:
         self.nodes: dict[str, _Node] = {}
         self.workers: dict[str, dict[str, Any]] = {}
         self.clients: dict[bytes, float] = {}  # identity -> when last heard from
-        # identity -> (owner address, worker id): where its objects are served, and the
-        # worker it lives in ("" for a driver), whose death is its own.
-        self.client_info: dict[bytes, tuple[str, str]] = {}
+        # identity -> (owner id, worker id, leased): its objects' owner id, the worker it
+        # lives in ("" for a driver), whose death is its own, and whether its silence
+        # ends it (not for a worker's client, nor for the driver of an embedded cluster:
+        # their processes' ends are seen otherwise, and a long call holding the GIL must
+        # not be taken for a death).
+        self.client_info: dict[bytes, tuple[str, str, bool]] = {}
+        # Clients given up lately, identity -> owner id (for a client that comes back, and
+        # for client.alive): at most _MAX_GONE, the oldest forgotten first.
+        self.gone: dict[bytes, str] = {}
         self.actor_names = ActorNames()  # Ray-style actors' cluster-wide names
         self.names = NameTable()  # cluster-wide actor names (iris.Runtime.register_global)
         self.dropped_frames = 0
@@ -162,9 +169,17 @@ class HeadService:
             node_id = str(body.get("node_id"))
             self.nodes[node_id] = _Node(node_id, ident, str(body.get("host")), time.monotonic())
         elif role == "client":
+            address = str(body.get("address", ""))
+            worker_id = str(body.get("worker_id", ""))
             self.clients[ident] = time.monotonic()
-            self.client_info[ident] = (str(body.get("address", "")),
-                                       str(body.get("worker_id", "")))
+            self.client_info[ident] = (address, worker_id,
+                                       not worker_id and body.get("lease", True) is not False)
+            if self.gone.pop(ident, None) is not None:
+                # Given up while it lived (stopped, or cut off, past its timeout): it is
+                # back. What went meanwhile stays gone; its new objects and actors count.
+                log.warning("client %r, given up, is back", ident)
+                self._tell_all({"kind": "client_back", "address": address,
+                                "owner": ident.decode("utf-8", "replace")})
         else:
             raise ProtocolError(f"HELLO with unknown role {role!r} (known: 'client', 'node')")
         self._send(ident, encode_control(MsgType.WELCOME, {
@@ -176,23 +191,34 @@ class HeadService:
         names here; their instances in the workers, which every node is told of)."""
         if self.clients.pop(ident, None) is None:
             return
-        address, _ = self.client_info.pop(ident, ("", ""))
+        address, _, _ = self.client_info.pop(ident, ("", "", True))
+        self.gone[ident] = address
+        while len(self.gone) > _MAX_GONE:
+            del self.gone[next(iter(self.gone))]
         names = self.actor_names.drop_owner(ident)
         log.info("client %r gone (%s); dropping its actors%s", ident, why,
                  f" (named {', '.join(names)})" if names else "")
-        event = encode_control(MsgType.EVENT, {"kind": "client_gone", "address": address,
-                                               "owner": ident.decode("utf-8", "replace")})
+        # Workers drop its actors; other clients fail what they wait for from it (the
+        # objects it owned are lost).
+        self._tell_all({"kind": "client_gone", "address": address,
+                        "owner": ident.decode("utf-8", "replace")})
+
+    def _tell_all(self, body: dict[str, Any]) -> None:
+        """An event for every node (which passes it to its workers) and every client."""
+        event = encode_control(MsgType.EVENT, body)
         for node in self.nodes.values():
             self._send(node.identity, event)
-        # Other clients fail what they wait for from it: the objects it owned are lost.
-        self._broadcast({"kind": "client_gone", "address": address})
+        self._broadcast(body)
 
-    def _worker_gone(self, wid: str, reason: str) -> None:
-        """A worker is gone: so are its actors, and the client inside it (at once)."""
+    def _worker_gone(self, wid: str, reason: str, process_gone: bool = True) -> None:
+        """A worker is gone: so are its actors, and, if its process is known to have
+        ended (not only cut off with its node), the client inside it."""
         self.workers.pop(wid, None)
         self.actor_names.drop_worker(wid)
         self._broadcast({"kind": "worker_removed", "worker_id": wid, "reason": reason})
-        for ident, (_, worker_id) in list(self.client_info.items()):
+        if not process_gone or not wid:
+            return
+        for ident, (_, worker_id, _) in list(self.client_info.items()):
             if worker_id == wid:
                 self._client_gone(ident, f"its worker {wid} is gone")
 
@@ -210,8 +236,11 @@ class HeadService:
                                      # `iris start --worker` sets its heartbeat from this.
                                      "node_ttl_s": self.node_ttl_s}
         elif op == "client.alive":  # is the owner at this address still with us?
+            # Gone only if we saw it go: an owner we never knew (we were restarted since,
+            # say) is not declared dead on our word.
             address = body.get("address")
-            reply = {"alive": any(a == address for a, _ in self.client_info.values())}
+            reply = {"alive": address not in self.gone.values() or any(
+                a == address for a, _, _ in self.client_info.values())}
         elif op == "shutdown":
             reply = {"ok": True}
             self.loop.call_later(0.05, self.loop.stop)
@@ -238,9 +267,13 @@ class HeadService:
                 del self.nodes[node.node_id]
                 for wid, info in list(self.workers.items()):
                     if info.get("node_id") == node.node_id:
-                        self._worker_gone(wid, f"node {node.node_id} lost")
+                        # (its processes may live on, cut off: their clients are not
+                        # declared gone for this; a node that comes back brings them)
+                        self._worker_gone(wid, f"node {node.node_id} lost",
+                                          process_gone=False)
         for ident, seen in list(self.clients.items()):
-            if now - seen > self.client_ttl_s:
+            if now - seen > self.client_ttl_s and self.client_info.get(
+                    ident, ("", "", True))[2]:
                 log.warning("client %r missed its heartbeats for %.1f s: declaring it gone",
                             ident, now - seen)
                 self._client_gone(ident, "missed its heartbeats")

@@ -16,7 +16,7 @@ from typing import Any
 from iris import _context, _refs
 from iris.exceptions import ActorDiedError
 
-__all__ = ["CallActor", "CreateActor", "drop_actors_of", "hosted_count"]
+__all__ = ["CallActor", "CreateActor", "drop_actors_of", "hosted_count", "owner_back"]
 
 
 class _Hosted:
@@ -58,6 +58,11 @@ def drop_actors_of(owner: str) -> int:
     return len(gone)
 
 
+def owner_back(owner: str) -> None:
+    """The head had given the client ``owner`` up, and it is back: its new actors count."""
+    _gone_owners.pop(owner, None)
+
+
 class CreateActor:
     """The creation task of an actor: makes the instance and keeps it here.
 
@@ -73,15 +78,20 @@ class CreateActor:
         self.detached = detached
 
     def __call__(self, *args: Any, **kwargs: Any) -> None:
-        if self.owner in _gone_owners and not self.detached:
+        attached = bool(self.owner) and not self.detached
+        if attached:
+            _owners[self.actor_id] = self.owner  # first: a drop from now on finds it
+        if attached and self.owner in _gone_owners:
+            _owners.pop(self.actor_id, None)
             raise ActorDiedError(f"actor {self.actor_id} was not created: the client that "
                                  f"made it is gone")
         _connect_client()
         hosted = _instances[self.actor_id] = _Hosted()
-        if self.owner and not self.detached:
-            _owners[self.actor_id] = self.owner
         _failed.pop(self.actor_id, None)
         try:
+            if attached and self.actor_id not in _owners:  # its client went meanwhile
+                raise ActorDiedError(f"actor {self.actor_id} was not created: the client "
+                                     f"that made it is gone")
             hosted.instance = self.cls(*args, **kwargs)
         except BaseException as exc:
             _failed[self.actor_id] = f"{type(exc).__name__}: {exc}"

@@ -257,7 +257,7 @@ class NodeManager:
                         continue
                     if body.get("kind") == "reregister":
                         self._reregister()
-                    elif body.get("kind") == "client_gone":
+                    elif body.get("kind") in ("client_gone", "client_back"):
                         self._tell_workers(m)
 
     def _tell_workers(self, event: Message) -> None:

@@ -68,7 +68,7 @@ from iris._stream import StreamLink, StreamListener, link_key
 from iris._transport import Credentials, bind_server, connect_client, drain_router
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
 from iris.exceptions import ObjectLostError, ProtocolError
-from iris.worker._actor_host import drop_actors_of
+from iris.worker._actor_host import drop_actors_of, owner_back
 
 __all__ = ["WorkerProcess", "main"]
 
@@ -191,11 +191,15 @@ class WorkerProcess:
         except ProtocolError as exc:
             log.warning("dropped a malformed event from the node manager: %s", exc)
             return
-        if body.get("kind") == "client_gone" and isinstance(body.get("owner"), str):
-            dropped = drop_actors_of(body["owner"])
+        owner = body.get("owner")
+        if not isinstance(owner, str) or not owner:
+            return
+        if body.get("kind") == "client_gone":
+            dropped = drop_actors_of(owner)
             if dropped:
-                log.info("dropped %d actor(s) of client %s, which is gone", dropped,
-                         body["owner"])
+                log.info("dropped %d actor(s) of client %s, which is gone", dropped, owner)
+        elif body.get("kind") == "client_back":
+            owner_back(owner)
 
     def _send_node(self, frames: list[Any]) -> None:
         self.node.send_multipart(frames)
