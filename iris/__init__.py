@@ -28,6 +28,7 @@ from iris.exceptions import (
     NotInitializedError,
     ObjectLostError,
     ProtocolError,
+    TaskCancelledError,
     TaskError,
     WorkerCrashedError,
 )
@@ -41,6 +42,7 @@ _LAZY: dict[str, str] = {
     "ActorHandle": "iris._actors",
     "get_actor": "iris._actors",
     "kill": "iris._actors",
+    "cancel": "iris._api",
     "get": "iris._api",
     "init": "iris._api",
     "is_initialized": "iris._api",
@@ -67,6 +69,7 @@ __all__ = sorted([
     "NotInitializedError",
     "ObjectLostError",
     "ProtocolError",
+    "TaskCancelledError",
     "TaskError",
     "WorkerCrashedError",
     "__version__",

@@ -20,7 +20,8 @@ from iris import _context
 from iris._refs import ObjectRef
 from iris.exceptions import AuthenticationError, NotInitializedError
 
-__all__ = ["ClusterContext", "get", "init", "is_initialized", "put", "shutdown", "wait"]
+__all__ = ["ClusterContext", "cancel", "get", "init", "is_initialized", "put", "shutdown",
+           "wait"]
 
 _lock = threading.RLock()
 _client: Any = None
@@ -248,6 +249,28 @@ def get(refs: ObjectRef | Sequence[ObjectRef], *, timeout: float | None = None) 
                         f"{type(refs).__name__}")
     _check_refs(refs, "iris.get()")
     return client.get(list(refs), timeout)
+
+
+def cancel(ref: ObjectRef, *, force: bool = False) -> None:
+    """Cancel the task whose result ``ref`` is: ``get`` of it then raises
+    :class:`~iris.TaskCancelledError`.
+
+    A task not started yet is dropped. A running task gets a ``TaskCancelledError`` raised
+    in it, which takes effect the next time it runs Python code (a long call into C, such
+    as ``time.sleep`` or a numpy routine, finishes first); with ``force=True`` its worker
+    process is killed at once instead (and replaced; other tasks running there are retried).
+    A finished task is left as it is. Tasks the cancelled task submitted are not cancelled.
+
+    Raises:
+        TypeError: ``ref`` is not an ObjectRef, or it is the result of an actor method
+            call (cancel the actor with :func:`iris.kill`) or of ``iris.put``.
+        ValueError: ``ref`` was made by another process: only the submitter may cancel.
+    """
+    if not isinstance(ref, ObjectRef):
+        raise TypeError(f"iris.cancel() takes an ObjectRef, got {type(ref).__name__}")
+    if type(force) is not bool:
+        raise TypeError(f"force must be a bool, got {force!r}")
+    _client_for_call("iris.cancel()").cancel(ref, force)
 
 
 def put(value: Any) -> ObjectRef:

@@ -107,6 +107,7 @@ from iris.exceptions import (
     IrisError,
     ObjectLostError,
     ProtocolError,
+    TaskCancelledError,
     WorkerCrashedError,
 )
 
@@ -396,6 +397,8 @@ class Client:
                     why = IrisError(f"{reason} while it ran {task.func.name}: the call may "
                                     f"or may not have run; the actor lives on")
                 self._fail_task(task, why)
+            elif task.cancelled:  # (killed by its own cancel, say): nothing to retry
+                self._finish_task(task)
             elif task.retries_left > 0:
                 task.retries_left -= 1
                 task.args_kept = None
@@ -838,6 +841,11 @@ class Client:
                     task.args_kept = None  # let go before its result got here
 
     def _complete(self, task: _Task, rec: ResultRecord, timed: bool = True) -> None:
+        if task.cancelled:
+            if rec.values and rec.values[-1].kind == ValueKind.REFS:
+                self._receive_refs(task, rec.values[-1])  # (their transit pins go)
+            self._finish_task(task)
+            return
         if timed:
             self.avg_exec_s = self.avg_exec_s * 0.9 + rec.exec_ns * 1e-10 \
                 if self.avg_exec_s else rec.exec_ns * 1e-9
@@ -869,6 +877,9 @@ class Client:
         """The commonest outcome: one small pickle, no buffers, nothing inside it to hold.
         It settles the task's own entry, which is its object's (freed already if its refs
         are gone; then nobody reads it)."""
+        if task.cancelled:
+            self._finish_task(task)
+            return
         task.inline = data
         task.state = _READY
         if task.callbacks:
@@ -1306,6 +1317,48 @@ class Client:
         for other in oids[1:]:
             self.objects[other] = _Object(func.label)
         return task, [ObjectRef(o, self.address) for o in oids]
+
+    def cancel(self, ref: ObjectRef, force: bool) -> None:
+        """Cancel the task of ``ref`` (see :func:`iris.cancel`). Any thread."""
+        if ref.owner != self.address:
+            raise ValueError(f"iris.cancel(): {ref!r} was made by another process; only the "
+                             f"process that submitted a task can cancel it")
+        with self.lock:
+            entry = self.objects.get(ref.oid)
+            task = entry if isinstance(entry, _Task) else next(
+                (t for t in self.objects.values()
+                 if isinstance(t, _Task) and ref.oid in t.oids), None)
+            if task is None:
+                if entry is not None and entry.where == "put":
+                    raise TypeError("iris.cancel() takes the ref of a task; this one was "
+                                    "made by iris.put()")
+                return  # (a task's secondary result whose task entry is gone: finished)
+            if task.actor is not None:
+                raise TypeError(f"iris.cancel(): {ref!r} is the result of an actor's call "
+                                f"({task.func.name}); actor calls cannot be cancelled: "
+                                f"iris.kill() the actor instead")
+            if task.state != _PENDING or task.waiting < 0 or task.cancelled:
+                return  # finished, failed or cancelled already
+            why = TaskCancelledError(f"task {task.func.name} was cancelled"
+                                     f"{' with force' if force else ''}")
+            worker = next((w for w in [*self.workers.values(), *self.departing.values()]
+                           if task.oids[0] in w.inflight), None)
+            if worker is None:  # not sent yet: drop it from whichever line holds it
+                for line in (self.submit_q, self.ready):
+                    if task in line:
+                        line.remove(task)
+                self._fail_task(task, why)  # (a task waiting for arguments: waiting = -1)
+            else:
+                # It runs (or waits) in its worker: its objects fail now; its arguments
+                # are let go when the worker's word on it comes.
+                task.cancelled, task.light = True, False
+                for oid in task.oids:
+                    obj = self.objects.get(oid)
+                    if obj is not None:
+                        self._settle(obj, None, why)
+                self._send(worker.sock, encode_control(MsgType.REQUEST, {
+                    "op": "cancel", "task_id": task.oids[0], "force": force}))
+            self._wake_waiters()
 
     def put(self, value: Any) -> ObjectRef:
         """Store ``value`` in the cluster; returns its ref. Any thread."""

@@ -83,6 +83,9 @@ class TaskEntry(ObjectEntry):
     # buffers or large bytes to drop (set at submission).
     light: bool = False
     args_kept: WorkerLink | None = None  # the worker that kept views of args_slot
+    # iris.cancel'ed while in flight: its objects failed already; its result, when it
+    # comes, only releases what the task holds.
+    cancelled: bool = False
     buffers: list[Any] = []  # the arguments' out-of-band buffers (read-only default)
     deps: list[ObjectRef] | None = None  # top-level ref arguments, resolved before it runs
     pinned: list[ObjectRef] = []  # refs inside the arguments (read-only default)

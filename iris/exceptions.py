@@ -8,8 +8,9 @@
     ├── GetTimeoutError             ``get``/``wait`` ran out of time (also a ``TimeoutError``)
     ├── WorkerCrashedError          the worker process died while running the task, and the
     │                               task's retries are used up
-    ├── ObjectLostError             the value behind an ObjectRef is gone (freed, or its node died)
+    ├── ObjectLostError             the value behind an ObjectRef is gone (freed, or its owner died)
     ├── ActorDiedError              the actor is dead and cannot be restarted
+    ├── TaskCancelledError          the task was cancelled with ``iris.cancel``
     ├── NotInitializedError         an API call that needs a cluster came before ``iris.init()``
     ├── ProtocolError               a frame that breaks the wire protocol (also a ``ValueError``)
     └── AuthenticationError         a peer without the cluster's credentials, or bad credentials
@@ -31,6 +32,7 @@ __all__ = [
     "NotInitializedError",
     "ObjectLostError",
     "ProtocolError",
+    "TaskCancelledError",
     "TaskError",
     "WorkerCrashedError",
 ]
@@ -133,6 +135,10 @@ class WorkerCrashedError(IrisError):
     Raised once the task's ``max_retries`` are used up. Unlike ``TaskError``, the task's
     code did not raise: the process running it went away.
     """
+
+
+class TaskCancelledError(IrisError):
+    """The task was cancelled (``iris.cancel``) before it finished: it has no result."""
 
 
 class ObjectLostError(IrisError):

@@ -67,7 +67,7 @@ from iris._store import host_id
 from iris._stream import StreamLink, StreamListener, link_key
 from iris._transport import Credentials, bind_server, connect_client, drain_router
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
-from iris.exceptions import ObjectLostError, ProtocolError
+from iris.exceptions import ObjectLostError, ProtocolError, TaskCancelledError
 from iris.worker._actor_host import drop_actors_of, owner_back
 
 __all__ = ["WorkerProcess", "main"]
@@ -79,6 +79,12 @@ _SPARE_EXECUTORS = 2
 # During a burst, results gather this long before the main thread sends them.
 _BATCH_S = 0.001
 _SCALARS = frozenset({type(None), bool, int, float, complex})
+# While a task runs, the flusher reads the worker's sockets this often (a cancel for it).
+_WATCH_S = 0.05
+# The exit code of a worker that ends itself to stop a task cancelled with force.
+_CANCELLED_EXIT = 75
+# Cancelled tasks remembered to be skipped (ids of tasks done already are never cleared).
+_MAX_CANCELLED = 100_000
 _SHORT = frozenset({str, bytes})
 # A queued task: (owner, task id, function id, num_returns, arguments, resolved values).
 # The arguments are the pickled bytes when they came inline without buffers (a plain
@@ -138,6 +144,11 @@ class WorkerProcess:
         self.host = host_id()
         self.dropped_frames = 0
         self.tasks_run = 0
+        # Cancelling (see _cancel): the task each thread runs now (None between tasks), the
+        # tasks to skip when their turn comes, and a count of interruptions sent.
+        self.running: dict[int, _Task | None] = {}
+        self.cancelled: set[tuple[Any, int]] = set()
+        self.cancel_epoch = 0
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -225,10 +236,16 @@ class WorkerProcess:
                 queue.clear()
                 self.active += 1
             local.rest = batch
+            cancelled = self.cancelled
             while batch:
                 task = batch.popleft()
+                if cancelled and (task[0], task[1]) in cancelled:
+                    cancelled.discard((task[0], task[1]))
+                    done.append((task[0], task[1], 0, [error_value(TaskCancelledError(
+                        "the task was cancelled before it started"))]))
+                    continue
                 local.task = task
-                outcome, exec_ns, region = self._execute(task)
+                outcome, exec_ns, region = self._execute(task, me)
                 local.task = None
                 if region is not None and getrefcount(region) > 2:
                     with lock:
@@ -260,9 +277,16 @@ class WorkerProcess:
                     self.flush_wake.set()
 
     def _flusher(self) -> None:
-        """Send results that gathered during a burst if the burst's next task runs long."""
+        """Send results that gathered during a burst if the burst's next task runs long;
+        and while a task runs long, read what came meanwhile (a task's thread leads the
+        reactor, so nobody else would until it is done): a cancel must reach it."""
         while not self.loop.stopped:
-            self.flush_wake.wait()
+            if not self.flush_wake.wait(_WATCH_S):
+                if any(t is not None for t in list(self.running.values())):
+                    with self.lock:
+                        if not self.loop.stopped:
+                            self.loop.poll_now()
+                continue
             self.flush_wake.clear()
             if self.loop.stopped:
                 return
@@ -361,6 +385,8 @@ class WorkerProcess:
             body = decode_control(m)
             if body.get("op") == "owner":
                 self.owner_host[peer] = str(body.get("host", ""))
+            elif body.get("op") == "cancel" and type(body.get("task_id")) is int:
+                self._cancel(peer, body["task_id"], body.get("force") is True)
             elif body.get("op") == "stats":
                 self._send(peer, encode_control(MsgType.REPLY, {
                     "dropped_frames": self.dropped_frames, "tasks_run": self.tasks_run,
@@ -369,6 +395,25 @@ class WorkerProcess:
             self._send(peer, encode_control(MsgType.PONG, {}))
         else:
             raise ProtocolError(f"a worker does not take message type 0x{t:02x}")
+
+    def _cancel(self, peer: Any, task_id: int, force: bool) -> None:
+        """The task's owner cancelled it (lock held). Not started: it is skipped when its
+        turn comes. Running: ``TaskCancelledError`` is raised in its thread (at its next
+        Python bytecode), or, with ``force``, this process exits (its node starts another;
+        the owner retries the other tasks that were running here)."""
+        key = (peer, task_id)
+        for ident, task in list(self.running.items()):
+            if task is not None and task[0] == peer and task[1] == task_id:
+                if force:
+                    log.warning("task %d cancelled with force: this worker exits", task_id)
+                    self._flush()
+                    os._exit(_CANCELLED_EXIT)
+                self.cancel_epoch += 1  # (the thread looks at it once the call is over)
+                _raise_in(ident, TaskCancelledError)
+                return
+        self.cancelled.add(key)  # queued (here or in a running batch), or done already
+        if len(self.cancelled) > _MAX_CANCELLED:  # (ids of tasks that were done already)
+            self.cancelled.pop()
 
     def _flush(self) -> None:
         """Send every finished result, batched per owner (lock held): lone small values in
@@ -446,18 +491,25 @@ class WorkerProcess:
                                                   "kept": False})
         self.loop.call_soon_threadsafe(partial(self._send, peer, frames))
 
-    def _execute(self, task: _Task) -> tuple[Any, int, Any]:
-        """Run one task; returns its outcome (see ``_Done``), its run time and, if its
-        arguments were read in place from an arena, the region they view (to see whether
-        the task kept any of them)."""
+    def _execute(self, task: _Task, me: int) -> tuple[Any, int, Any]:
+        """Run one task on thread ``me``; returns its outcome (see ``_Done``), its run time
+        and, if its arguments were read in place from an arena, the region they view (to
+        see whether the task kept any of them)."""
         t0 = time.perf_counter_ns()
         self.tasks_run += 1
         region = None
         peer, _, func_id, num_returns, a, resolved = task
+        running = self.running
         try:
             fn = self.funcs.get(func_id) or self._function(func_id)
             if type(a) is bytes and a == _NO_ARGS:
-                result = fn()  # the commonest call of all: nothing to unpickle
+                epoch, running[me] = self.cancel_epoch, task
+                try:
+                    result = fn()  # the commonest call of all: nothing to unpickle
+                finally:
+                    running[me] = None
+                    if self.cancel_epoch != epoch:
+                        self._disarm(me)
             else:
                 if type(a) is bytes:
                     args, kwargs = loads(a)
@@ -473,7 +525,13 @@ class WorkerProcess:
                     args, kwargs = from_value(a)
                 if resolved:
                     args, kwargs = _substitute(args, kwargs, resolved)
-                result = fn(*args, **kwargs)
+                epoch, running[me] = self.cancel_epoch, task
+                try:
+                    result = fn(*args, **kwargs)
+                finally:
+                    running[me] = None
+                    if self.cancel_epoch != epoch:
+                        self._disarm(me)
             if num_returns == 1 and (type(result) in _SCALARS or (
                     type(result) in _SHORT and len(result) < 4096)):
                 # Nothing inside it to look for (refs, buffers), nothing large.
@@ -485,6 +543,13 @@ class WorkerProcess:
             user = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
             outcome = [error_value(exc, 1 if user else 0)]
         return outcome, time.perf_counter_ns() - t0, region
+
+    def _disarm(self, me: int) -> None:
+        """A cancel came while this thread ran a task: once the cancelling thread is done
+        (the lock), clear a cancellation not delivered yet, so that it cannot go off in the
+        code that follows the task (still inside its error handler if it does go off)."""
+        with self.lock:
+            _raise_in(me, None)
 
     def _result_values(self, peer: Any, n: int, result: Any) -> list[Value]:
         if n == 1:
@@ -529,6 +594,14 @@ class WorkerProcess:
 
 def _nothing() -> None:
     pass
+
+
+def _raise_in(ident: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in thread ``ident`` at its next bytecode (None: clear a pending one)."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), ctypes.py_object(exc) if exc is not None else None)
 
 
 def _exit_with_parent() -> None:

@@ -1,0 +1,144 @@
+"""``iris.cancel``: tasks not started are dropped, running ones interrupted (or their worker
+killed with ``force``), finished ones left alone; bad use gets a clear error."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import iris
+from iris.testing import wait_until
+
+
+@iris.remote
+def hold(flag: str, started: str) -> str:
+    """Runs until ``flag`` exists (a file), after saying it started."""
+    Path(started).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return "released"
+
+
+@iris.remote
+def spin(started: str) -> str:
+    """Runs Python code for up to a minute, after saying it started."""
+    Path(started).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+    return "ran to the end"
+
+
+@iris.remote
+def mark(path: str) -> int:
+    with open(path, "a") as f:
+        f.write("ran\n")
+    return os.getpid()
+
+
+@iris.remote
+def use(x: str) -> str:
+    return x
+
+
+def _busy_workers(tmp_path: Path, n: int) -> tuple[str, list[iris.ObjectRef]]:
+    """Occupy ``n`` workers with tasks that hold them until the returned flag is made."""
+    flag = str(tmp_path / "go")
+    started = [str(tmp_path / f"started-{i}") for i in range(n)]
+    holders = [hold.remote(flag, s) for s in started]
+    wait_until(lambda: all(os.path.exists(s) for s in started), 30, "the holders to start")
+    return flag, holders
+
+
+def test_a_task_not_started_yet_is_dropped(cluster: iris.ClusterContext,
+                                           tmp_path: Path) -> None:
+    flag, holders = _busy_workers(tmp_path, 2)
+    ran = str(tmp_path / "victim-ran")
+    victim = mark.remote(ran)  # queued behind a holder
+    waiting = use.remote(holders[0])  # waits for its argument, at the driver
+    iris.cancel(victim)
+    iris.cancel(waiting)
+    with pytest.raises(iris.TaskCancelledError, match="cancelled"):
+        iris.get(victim, timeout=10)
+    with pytest.raises(iris.TaskCancelledError):
+        iris.get(waiting, timeout=10)
+    Path(flag).touch()
+    assert iris.get(holders, timeout=60) == ["released"] * 2
+    # Both workers ran tasks after the victim's turn came: it never ran.
+    after = str(tmp_path / "after")
+    assert len(set(iris.get([mark.remote(after) for _ in range(20)], timeout=60))) >= 1
+    assert not os.path.exists(ran)
+
+
+def test_a_running_task_is_interrupted_and_its_worker_carries_on(
+        cluster: iris.ClusterContext, tmp_path: Path) -> None:
+    started = tmp_path / "spin-started"
+    ref = spin.remote(str(started))
+    wait_until(started.exists, 30, "the task to start")
+    pid = int(started.read_text())
+    iris.cancel(ref)
+    with pytest.raises(iris.TaskCancelledError):
+        iris.get(ref, timeout=10)
+    # The interrupted worker is the same process, and free again: of a burst of tasks,
+    # shared out between both workers, those it gets run at once (had the task not been
+    # interrupted, they would wait behind its minute of spinning).
+    pids = set(iris.get([mark.remote(str(tmp_path / "m")) for _ in range(40)], timeout=20))
+    assert pid in pids
+
+
+def test_cancel_leaves_finished_tasks_alone_and_refuses_bad_use(
+        cluster: iris.ClusterContext, tmp_path: Path) -> None:
+    done = use.remote("value")
+    assert iris.get(done) == "value"
+    iris.cancel(done)
+    assert iris.get(done) == "value"
+    with pytest.raises(TypeError, match="ObjectRef"):
+        iris.cancel("not a ref")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="iris.put"):
+        iris.cancel(iris.put(1))
+    with pytest.raises(TypeError, match="force must be a bool"):
+        iris.cancel(done, force=1)  # type: ignore[arg-type]
+    stranger = iris.ObjectRef(1, "tcp://127.0.0.1:1#0000000000000000", counted=False)
+    with pytest.raises(ValueError, match="only the process that submitted"):
+        iris.cancel(stranger)
+
+    @iris.remote
+    class Counter:
+        def add(self) -> int:
+            return 1
+
+    c = Counter.remote()
+    with pytest.raises(TypeError, match="actor"):
+        iris.cancel(c.add.remote())
+    iris.kill(c)
+
+
+def test_force_kills_the_worker_of_a_task_stuck_in_c(fresh_cluster: iris.ClusterContext,
+                                                    tmp_path: Path) -> None:
+    flag = str(tmp_path / "never")
+    started = tmp_path / "started"
+    ref = hold.remote(flag, str(started))  # sleeps in C between looks: a long C call
+    wait_until(started.exists, 30, "the task to start")
+    pid = int(started.read_text())
+    iris.cancel(ref, force=True)
+    with pytest.raises(iris.TaskCancelledError, match="cancelled with force"):
+        iris.get(ref, timeout=10)
+    wait_until(lambda: not _alive(pid), 30, "the task's worker to exit")
+    # The cluster carries on (the worker is replaced), and the cancelled task is not
+    # retried: it started once.
+    assert iris.get([use.remote(i) for i in range(10)], timeout=60) == list(range(10))
+    assert started.read_text() == str(pid)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
