@@ -46,18 +46,29 @@ def use(x: str) -> str:
     return x
 
 
-def _busy_workers(tmp_path: Path, n: int) -> tuple[str, list[iris.ObjectRef]]:
-    """Occupy ``n`` workers with tasks that hold them until the returned flag is made."""
-    flag = str(tmp_path / "go")
+def _busy_workers(flag: str, tmp_path: Path, n: int) -> list[iris.ObjectRef]:
+    """Occupy ``n`` workers with tasks that hold them until ``flag`` (a file) is made."""
+    from iris import _api
+
+    # Right after init the client may know one worker only: both holders would go there.
+    wait_until(lambda: len(_api._client.workers) >= n, 30, f"{n} workers")
     started = [str(tmp_path / f"started-{i}") for i in range(n)]
     holders = [hold.remote(flag, s) for s in started]
     wait_until(lambda: all(os.path.exists(s) for s in started), 30, "the holders to start")
-    return flag, holders
+    return holders
 
 
 def test_a_task_not_started_yet_is_dropped(cluster: iris.ClusterContext,
                                            tmp_path: Path) -> None:
-    flag, holders = _busy_workers(tmp_path, 2)
+    flag = str(tmp_path / "go")
+    try:
+        _check_dropped(flag, tmp_path)
+    finally:
+        Path(flag).touch()  # whatever happened, the holders end (other tests need the workers)
+
+
+def _check_dropped(flag: str, tmp_path: Path) -> None:
+    holders = _busy_workers(flag, tmp_path, 2)
     ran = str(tmp_path / "victim-ran")
     victim = mark.remote(ran)  # queued behind a holder
     waiting = use.remote(holders[0])  # waits for its argument, at the driver
@@ -77,6 +88,9 @@ def test_a_task_not_started_yet_is_dropped(cluster: iris.ClusterContext,
 
 def test_a_running_task_is_interrupted_and_its_worker_carries_on(
         cluster: iris.ClusterContext, tmp_path: Path) -> None:
+    from iris import _api
+
+    wait_until(lambda: len(_api._client.workers) >= 2, 30, "2 workers")
     started = tmp_path / "spin-started"
     ref = spin.remote(str(started))
     wait_until(started.exists, 30, "the task to start")
