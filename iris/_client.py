@@ -109,6 +109,7 @@ from iris.exceptions import (
     ProtocolError,
     TaskCancelledError,
     WorkerCrashedError,
+    _TaskInterrupt,
 )
 
 __all__ = ["Client", "FunctionInfo"]
@@ -142,6 +143,8 @@ _INLINE = ValueKind.INLINE
 _SPIN_S = 100e-6
 # While we wait for another owner's object, how often we ask the head if that owner lives.
 _OWNER_CHECK_S = 2.0
+# How often a task waiting in get inside a worker looks whether it was cancelled.
+_CANCEL_LOOK_S = 0.05
 _MAX_DEAD_OWNERS = 10_000
 
 
@@ -841,7 +844,10 @@ class Client:
                     task.args_kept = None  # let go before its result got here
 
     def _complete(self, task: _Task, rec: ResultRecord, timed: bool = True) -> None:
-        if task.cancelled:
+        if task.cancelled:  # its objects failed already: let go of what the result holds
+            for v in rec.values:
+                if is_shm(v):
+                    release_segment(shm_location(v)["name"])
             if rec.values and rec.values[-1].kind == ValueKind.REFS:
                 self._receive_refs(task, rec.values[-1])  # (their transit pins go)
             self._finish_task(task)
@@ -1315,19 +1321,20 @@ class Client:
         task.nrefs = 0
         self.objects[oid] = task
         for other in oids[1:]:
-            self.objects[other] = _Object(func.label)
+            secondary = self.objects[other] = _Object(func.label)
+            secondary.task = task  # (iris.cancel of this ref finds its task)
         return task, [ObjectRef(o, self.address) for o in oids]
 
     def cancel(self, ref: ObjectRef, force: bool) -> None:
         """Cancel the task of ``ref`` (see :func:`iris.cancel`). Any thread."""
+        if self.closed:
+            raise IrisError("this iris client is shut down")
         if ref.owner != self.address:
             raise ValueError(f"iris.cancel(): {ref!r} was made by another process; only the "
                              f"process that submitted a task can cancel it")
         with self.lock:
             entry = self.objects.get(ref.oid)
-            task = entry if isinstance(entry, _Task) else next(
-                (t for t in self.objects.values()
-                 if isinstance(t, _Task) and ref.oid in t.oids), None)
+            task = entry if isinstance(entry, _Task) else getattr(entry, "task", None)
             if task is None:
                 if entry is not None and entry.where == "put":
                     raise TypeError("iris.cancel() takes the ref of a task; this one was "
@@ -1337,12 +1344,17 @@ class Client:
                 raise TypeError(f"iris.cancel(): {ref!r} is the result of an actor's call "
                                 f"({task.func.name}); actor calls cannot be cancelled: "
                                 f"iris.kill() the actor instead")
+            worker = next((w for w in [*self.workers.values(), *self.departing.values()]
+                           if task.oids[0] in w.inflight), None)
+            if task.cancelled and force and task.cancelled < 2 and worker is not None:
+                task.cancelled = 2  # cancelled before; now with force (stuck in C, say)
+                self._send(worker.sock, encode_control(MsgType.REQUEST, {
+                    "op": "cancel", "task_id": task.oids[0], "force": True}))
+                return
             if task.state != _PENDING or task.waiting < 0 or task.cancelled:
                 return  # finished, failed or cancelled already
             why = TaskCancelledError(f"task {task.func.name} was cancelled"
                                      f"{' with force' if force else ''}")
-            worker = next((w for w in [*self.workers.values(), *self.departing.values()]
-                           if task.oids[0] in w.inflight), None)
             if worker is None:  # not sent yet: drop it from whichever line holds it
                 for line in (self.submit_q, self.ready):
                     if task in line:
@@ -1351,7 +1363,7 @@ class Client:
             else:
                 # It runs (or waits) in its worker: its objects fail now; its arguments
                 # are let go when the worker's word on it comes.
-                task.cancelled, task.light = True, False
+                task.cancelled, task.light = 2 if force else 1, False
                 for oid in task.oids:
                     obj = self.objects.get(oid)
                     if obj is not None:
@@ -1359,6 +1371,8 @@ class Client:
                 self._send(worker.sock, encode_control(MsgType.REQUEST, {
                     "op": "cancel", "task_id": task.oids[0], "force": force}))
             self._wake_waiters()
+            # A thread waiting in get leads the reactor, asleep in epoll: wake it to look.
+            self.loop.call_soon_threadsafe(_no_op)
 
     def put(self, value: Any) -> ObjectRef:
         """Store ``value`` in the cluster; returns its ref. Any thread."""
@@ -1445,17 +1459,27 @@ class Client:
             if block is not None:
                 block(True)
                 blocked = True
-            while not self.loop.run(until=done, deadline=deadline, spin_s=spin_s):
+            # In a worker, look every _CANCEL_LOOK_S whether the task was cancelled
+            # meanwhile (iris.cancel reaches a waiting task here, at a safe point).
+            step = _CANCEL_LOOK_S if blocked else None
+            while True:
+                until = deadline if step is None else time.monotonic() + step if \
+                    deadline is None else min(deadline, time.monotonic() + step)
+                if self.loop.run(until=done, deadline=until, spin_s=spin_s):
+                    return True
                 if self.closed or self.loop.stopped:
                     raise IrisError("iris was shut down while waiting")
+                if blocked and _context.cancel_pending is not None and \
+                        _context.cancel_pending():
+                    raise _TaskInterrupt  # (the worker reports the task cancelled)
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
-            return True
         finally:
             with self.lock:
                 self.waiters -= 1
-            if blocked and block is not None:
-                block(False)
+            if blocked and block is not None and block(False):
+                # Cancelled as its wait ended: it stops here, not in the user's code.
+                raise _TaskInterrupt
 
     def _wait_objects(self, objs: list[_Object], count: int, timeout: float | None) -> None:
         n, first = len(objs), [0]
@@ -1708,6 +1732,10 @@ class _Outgoing:
         for chunk in chunk_by_size(self.records, self.budget, _record_size):
             self.frames.extend(encode_tasks(chunk))
         self.records = []
+
+
+def _no_op() -> None:
+    pass
 
 
 def _owner_gone_text(ref: ObjectRef) -> str:

@@ -53,6 +53,8 @@ class ObjectEntry:
     transit: int = 0
     # Refs inside this object's value, kept alive as long as the value is.
     contained: list[Any] | None = None
+    # For a task's second and later results: the task (its first result's entry).
+    task: Any = None
 
     def __init__(self, where: str = "") -> None:
         if where:
@@ -83,9 +85,9 @@ class TaskEntry(ObjectEntry):
     # buffers or large bytes to drop (set at submission).
     light: bool = False
     args_kept: WorkerLink | None = None  # the worker that kept views of args_slot
-    # iris.cancel'ed while in flight: its objects failed already; its result, when it
-    # comes, only releases what the task holds.
-    cancelled: bool = False
+    # iris.cancel'ed while in flight (1; 2 with force): its objects failed already; its
+    # result, when it comes, only releases what the task holds.
+    cancelled: int = 0
     buffers: list[Any] = []  # the arguments' out-of-band buffers (read-only default)
     deps: list[ObjectRef] | None = None  # top-level ref arguments, resolved before it runs
     pinned: list[ObjectRef] = []  # refs inside the arguments (read-only default)

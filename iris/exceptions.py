@@ -141,6 +141,11 @@ class TaskCancelledError(IrisError):
     """The task was cancelled (``iris.cancel``) before it finished: it has no result."""
 
 
+class _TaskInterrupt(BaseException):
+    """Raised inside a running task by ``iris.cancel`` (internal): a ``BaseException``, so
+    that the task's own ``except Exception`` does not swallow it."""
+
+
 class ObjectLostError(IrisError):
     """The value behind an ObjectRef can no longer be had: freed, or its node is gone."""
 

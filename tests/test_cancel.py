@@ -35,6 +35,36 @@ def spin(started: str) -> str:
 
 
 @iris.remote
+def sleeper(started: str) -> str:
+    """Sleeps in one long call into C, after saying it started."""
+    Path(started).write_text(str(os.getpid()))
+    time.sleep(120)
+    return "slept"
+
+
+@iris.remote(num_returns=2)
+def pair(flag: str, started: str) -> tuple[str, str]:
+    Path(started).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not os.path.exists(flag) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return "a", "b"
+
+
+@iris.remote
+def waits_for_its_own(flag: str, started: str, marker: str) -> str:
+    """Submits a task that holds on until ``flag``, and waits for it in iris.get (the task
+    runs beside it, whichever worker this is: a waiting task gives up its worker); writes
+    what ended the wait."""
+    inner = hold.remote(flag, started)
+    try:
+        return str(iris.get(inner))
+    except BaseException as exc:
+        Path(marker).write_text(type(exc).__name__)
+        raise
+
+
+@iris.remote
 def mark(path: str) -> int:
     with open(path, "a") as f:
         f.write("ran\n")
@@ -80,9 +110,10 @@ def _check_dropped(flag: str, tmp_path: Path) -> None:
         iris.get(waiting, timeout=10)
     Path(flag).touch()
     assert iris.get(holders, timeout=60) == ["released"] * 2
-    # Both workers ran tasks after the victim's turn came: it never ran.
+    # Tasks ran on both workers after the victim's turn came (a worker runs its tasks in
+    # order): it never ran.
     after = str(tmp_path / "after")
-    assert len(set(iris.get([mark.remote(after) for _ in range(20)], timeout=60))) >= 1
+    assert len(set(iris.get([mark.remote(after) for _ in range(40)], timeout=60))) == 2
     assert not os.path.exists(ran)
 
 
@@ -132,21 +163,80 @@ def test_cancel_leaves_finished_tasks_alone_and_refuses_bad_use(
     iris.kill(c)
 
 
+def test_a_task_waiting_in_get_is_stopped_at_once(cluster: iris.ClusterContext,
+                                                 tmp_path: Path) -> None:
+    flag = str(tmp_path / "go")
+    try:
+        marker = tmp_path / "marker"
+        ref = waits_for_its_own.remote(flag, str(tmp_path / "held"), str(marker))
+        wait_until(lambda: (tmp_path / "held").exists(), 30, "the held task to start")
+        iris.cancel(ref)
+        with pytest.raises(iris.TaskCancelledError):
+            iris.get(ref, timeout=10)
+        # Its wait ended by the cancel (the task it waits for holds on for a minute).
+        wait_until(marker.exists, 20, "the waiting task to be stopped")
+        assert marker.read_text() == "_TaskInterrupt"  # not an Exception: not swallowed
+    finally:
+        Path(flag).touch()
+
+
+def test_a_thread_waiting_for_a_cancelled_task_wakes_and_any_result_cancels(
+        cluster: iris.ClusterContext, tmp_path: Path) -> None:
+    import threading
+
+    flag = str(tmp_path / "go")
+    try:
+        first, second = pair.remote(flag, str(tmp_path / "p"))
+        del first  # the task's first result is dropped: its second still names it
+        wait_until((tmp_path / "p").exists, 30, "the task to start")
+        seen: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                iris.get(second)  # no timeout: only the cancel ends this wait
+            except BaseException as exc:  # noqa: BLE001
+                seen.append(exc)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        wait_until(lambda: _api_waiters() > 0, 10, "the thread to wait")
+        iris.cancel(second)
+        waiter.join(10)
+        assert not waiter.is_alive(), "the waiting thread was not woken"
+        assert len(seen) == 1 and isinstance(seen[0], iris.TaskCancelledError)
+    finally:
+        Path(flag).touch()
+
+
+def _api_waiters() -> int:
+    from iris import _api
+
+    return int(_api._client.waiters)
+
+
 def test_force_kills_the_worker_of_a_task_stuck_in_c(fresh_cluster: iris.ClusterContext,
                                                     tmp_path: Path) -> None:
-    flag = str(tmp_path / "never")
     started = tmp_path / "started"
-    ref = hold.remote(flag, str(started))  # sleeps in C between looks: a long C call
+    ref = sleeper.remote(str(started))  # one long call into C: no bytecode to interrupt
     wait_until(started.exists, 30, "the task to start")
     pid = int(started.read_text())
-    iris.cancel(ref, force=True)
-    with pytest.raises(iris.TaskCancelledError, match="cancelled with force"):
+    iris.cancel(ref)
+    with pytest.raises(iris.TaskCancelledError):
         iris.get(ref, timeout=10)
+    assert _alive(pid)  # a plain cancel does not stop a call into C ...
+    iris.cancel(ref, force=True)  # ... escalating to force does
     wait_until(lambda: not _alive(pid), 30, "the task's worker to exit")
     # The cluster carries on (the worker is replaced), and the cancelled task is not
     # retried: it started once.
     assert iris.get([use.remote(i) for i in range(10)], timeout=60) == list(range(10))
     assert started.read_text() == str(pid)
+    forced = tmp_path / "forced"
+    ref = sleeper.remote(str(forced))
+    wait_until(forced.exists, 30, "the second task to start")
+    iris.cancel(ref, force=True)
+    with pytest.raises(iris.TaskCancelledError, match="cancelled with force"):
+        iris.get(ref, timeout=10)
+    wait_until(lambda: not _alive(int(forced.read_text())), 30, "its worker to exit")
 
 
 def _alive(pid: int) -> bool:

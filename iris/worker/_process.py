@@ -67,8 +67,8 @@ from iris._store import host_id
 from iris._stream import StreamLink, StreamListener, link_key
 from iris._transport import Credentials, bind_server, connect_client, drain_router
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
-from iris.exceptions import ObjectLostError, ProtocolError, TaskCancelledError
-from iris.worker._actor_host import drop_actors_of, owner_back
+from iris.exceptions import ObjectLostError, ProtocolError, TaskCancelledError, _TaskInterrupt
+from iris.worker._actor_host import CallActor, CreateActor, drop_actors_of, owner_back
 
 __all__ = ["WorkerProcess", "main"]
 
@@ -144,11 +144,15 @@ class WorkerProcess:
         self.host = host_id()
         self.dropped_frames = 0
         self.tasks_run = 0
-        # Cancelling (see _cancel): the task each thread runs now (None between tasks), the
-        # tasks to skip when their turn comes, and a count of interruptions sent.
+        # Cancelling (see _cancel): the task each thread runs now (None between tasks);
+        # tasks to skip when their turn comes (oldest first, bounded); a count of
+        # cancels of running tasks; threads whose task waits in get, and those of them
+        # whose task was cancelled meanwhile (it raises at its next look).
         self.running: dict[int, _Task | None] = {}
-        self.cancelled: set[tuple[Any, int]] = set()
+        self.cancelled: dict[tuple[Any, int], None] = {}
         self.cancel_epoch = 0
+        self.blocked_threads: set[int] = set()
+        self.cancel_flags: set[int] = set()
 
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
@@ -236,14 +240,8 @@ class WorkerProcess:
                 queue.clear()
                 self.active += 1
             local.rest = batch
-            cancelled = self.cancelled
             while batch:
                 task = batch.popleft()
-                if cancelled and (task[0], task[1]) in cancelled:
-                    cancelled.discard((task[0], task[1]))
-                    done.append((task[0], task[1], 0, [error_value(TaskCancelledError(
-                        "the task was cancelled before it started"))]))
-                    continue
                 local.task = task
                 outcome, exec_ns, region = self._execute(task, me)
                 local.task = None
@@ -282,7 +280,8 @@ class WorkerProcess:
         reactor, so nobody else would until it is done): a cancel must reach it."""
         while not self.loop.stopped:
             if not self.flush_wake.wait(_WATCH_S):
-                if any(t is not None for t in list(self.running.values())):
+                leader = self.loop.leader
+                if leader is not None and self.running.get(leader) is not None:
                     with self.lock:
                         if not self.loop.stopped:
                             self.loop.poll_now()
@@ -305,22 +304,25 @@ class WorkerProcess:
                     self.threads -= 1
                     return
 
-    def task_blocked(self, blocked: bool) -> None:
+    def task_blocked(self, blocked: bool) -> bool:
         """Called by a task's thread as it starts (True) or stops (False) waiting in get.
 
         A blocked task gives up the worker: if its thread leads, the lead passes to a
         parked thread (a new one when none is parked) which carries on with the queue.
         Its owner is told, so that it stops counting the task against this worker.
+        Returns True when the task was cancelled while it waited (on False only).
         """
         task = getattr(self.local, "task", None)
         if task is None:
-            return
+            return False
+        me = threading.get_ident()
         peer, task_id = task[0], task[1]
         frames = encode_control(MsgType.REQUEST, {"op": "blocked", "task_id": task_id,
                                                    "blocked": blocked})
         with self.lock:
             self._send(peer, frames)
             if blocked:
+                self.blocked_threads.add(me)
                 rest = getattr(self.local, "rest", None)
                 if rest:  # the rest of its batch: the next leader runs it meanwhile
                     self.queue.extendleft(reversed(rest))
@@ -335,8 +337,13 @@ class WorkerProcess:
                                          daemon=True).start()
                 elif self.queue:
                     self.loop.call_soon_threadsafe(_nothing)  # the leader runs the queue
-            else:
-                self.active += 1
+                return False
+            self.active += 1
+            self.blocked_threads.discard(me)
+            if me in self.cancel_flags:
+                self.cancel_flags.discard(me)
+                return True
+            return False
 
     def _send(self, peer: Any, frames: list[Any]) -> None:
         """Send to an owner: a ROUTER identity (bytes), or a local link."""
@@ -398,22 +405,40 @@ class WorkerProcess:
 
     def _cancel(self, peer: Any, task_id: int, force: bool) -> None:
         """The task's owner cancelled it (lock held). Not started: it is skipped when its
-        turn comes. Running: ``TaskCancelledError`` is raised in its thread (at its next
-        Python bytecode), or, with ``force``, this process exits (its node starts another;
-        the owner retries the other tasks that were running here)."""
-        key = (peer, task_id)
-        for ident, task in list(self.running.items()):
-            if task is not None and task[0] == peer and task[1] == task_id:
-                if force:
-                    log.warning("task %d cancelled with force: this worker exits", task_id)
-                    self._flush()
-                    os._exit(_CANCELLED_EXIT)
-                self.cancel_epoch += 1  # (the thread looks at it once the call is over)
-                _raise_in(ident, TaskCancelledError)
-                return
-        self.cancelled.add(key)  # queued (here or in a running batch), or done already
-        if len(self.cancelled) > _MAX_CANCELLED:  # (ids of tasks that were done already)
-            self.cancelled.pop()
+        turn comes. Running: an interrupt is raised in its thread at its next bytecode (a
+        task waiting in get is told at a safe point of its wait instead), or, with
+        ``force``, this process exits (its node starts another; the owners retry the
+        other tasks that were running here). Actor calls are not cancelled (their actor
+        would wait for ever for the call's turn to end)."""
+        self.cancelled[(peer, task_id)] = None  # looked at as the task starts
+        while len(self.cancelled) > _MAX_CANCELLED:  # (tasks done already, the oldest)
+            del self.cancelled[next(iter(self.cancelled))]
+        ident = next((i for i, t in list(self.running.items())
+                      if t is not None and t[0] == peer and t[1] == task_id), None)
+        if ident is None:
+            return
+        task = self.running.get(ident)
+        if task is None or isinstance(self.funcs.get(task[2]), (CallActor, CreateActor)):
+            return
+        if force:
+            log.warning("task %d cancelled with force: this worker exits", task_id)
+            self._flush()
+            os._exit(_CANCELLED_EXIT)
+        # First the epoch, then the live look: a thread that cleared its entry before the
+        # look sees the new epoch and clears what we raise (see _execute, _disarm).
+        self.cancel_epoch += 1
+        if ident in self.blocked_threads:
+            self.cancel_flags.add(ident)  # its wait raises at its next look
+        elif self.running.get(ident) is task:
+            _raise_in(ident, _TaskInterrupt)
+
+    def cancel_pending(self) -> bool:
+        """Whether the task of the calling thread, waiting in get, was cancelled."""
+        me = threading.get_ident()
+        if me in self.cancel_flags:
+            self.cancel_flags.discard(me)
+            return True
+        return False
 
     def _flush(self) -> None:
         """Send every finished result, batched per owner (lock held): lone small values in
@@ -498,58 +523,63 @@ class WorkerProcess:
         t0 = time.perf_counter_ns()
         self.tasks_run += 1
         region = None
-        peer, _, func_id, num_returns, a, resolved = task
+        peer, task_id, func_id, num_returns, a, resolved = task
         running = self.running
+        # From here until the task's call is over, a cancel of it interrupts this thread
+        # (see _cancel): the entry first, then the look at the tasks cancelled already.
+        epoch, running[me] = self.cancel_epoch, task
         try:
-            fn = self.funcs.get(func_id) or self._function(func_id)
-            if type(a) is bytes and a == _NO_ARGS:
-                epoch, running[me] = self.cancel_epoch, task
-                try:
+            try:
+                fn = self.funcs.get(func_id) or self._function(func_id)
+                if self.cancelled and (peer, task_id) in self.cancelled and not isinstance(
+                        fn, (CallActor, CreateActor)):
+                    self.cancelled.pop((peer, task_id), None)
+                    raise _TaskInterrupt  # cancelled before it started
+                if type(a) is bytes and a == _NO_ARGS:
                     result = fn()  # the commonest call of all: nothing to unpickle
-                finally:
-                    running[me] = None
-                    if self.cancel_epoch != epoch:
-                        self._disarm(me)
-            else:
-                if type(a) is bytes:
-                    args, kwargs = loads(a)
-                elif a.kind == _ARENA:
-                    try:
-                        header, views, region = view_arena(a.data)
-                    except (OSError, ValueError) as err:
-                        raise ObjectLostError(f"arguments in a shared-memory arena "
-                                              f"unreadable: {err}") from None
-                    args, kwargs = loads(header, views)
-                    del views
                 else:
-                    args, kwargs = from_value(a)
-                if resolved:
-                    args, kwargs = _substitute(args, kwargs, resolved)
-                epoch, running[me] = self.cancel_epoch, task
-                try:
+                    if type(a) is bytes:
+                        args, kwargs = loads(a)
+                    elif a.kind == _ARENA:
+                        try:
+                            header, views, region = view_arena(a.data)
+                        except (OSError, ValueError) as err:
+                            raise ObjectLostError(f"arguments in a shared-memory arena "
+                                                  f"unreadable: {err}") from None
+                        args, kwargs = loads(header, views)
+                        del views
+                    else:
+                        args, kwargs = from_value(a)
+                    if resolved:
+                        args, kwargs = _substitute(args, kwargs, resolved)
                     result = fn(*args, **kwargs)
-                finally:
-                    running[me] = None
-                    if self.cancel_epoch != epoch:
-                        self._disarm(me)
+            finally:
+                running[me] = None
+                if self.cancel_epoch != epoch:
+                    self._disarm(me, (peer, task_id))
             if num_returns == 1 and (type(result) in _SCALARS or (
                     type(result) in _SHORT and len(result) < 4096)):
                 # Nothing inside it to look for (refs, buffers), nothing large.
                 outcome: Any = pickle.dumps(result, 5)
             else:
                 outcome = self._result_values(peer, num_returns, result)
+        except _TaskInterrupt:
+            outcome = [error_value(TaskCancelledError("the task was cancelled"))]
         except BaseException as exc:  # noqa: BLE001  user code may raise anything
             # Skip _execute's own frame when the error came from the user's function.
             user = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
             outcome = [error_value(exc, 1 if user else 0)]
         return outcome, time.perf_counter_ns() - t0, region
 
-    def _disarm(self, me: int) -> None:
+    def _disarm(self, me: int, key: tuple[Any, int]) -> None:
         """A cancel came while this thread ran a task: once the cancelling thread is done
         (the lock), clear a cancellation not delivered yet, so that it cannot go off in the
-        code that follows the task (still inside its error handler if it does go off)."""
+        code that follows the task (still inside its error handler if it does go off), and
+        forget the task's cancel."""
         with self.lock:
             _raise_in(me, None)
+            self.cancel_flags.discard(me)
+            self.cancelled.pop(key, None)
 
     def _result_values(self, peer: Any, n: int, result: Any) -> list[Value]:
         if n == 1:
@@ -660,6 +690,7 @@ def main() -> None:
             sys.path.insert(1, path)
     worker = WorkerProcess(cfg)
     _context.block_hook = worker.task_blocked
+    _context.cancel_pending = worker.cancel_pending
     worker.run()
     # Leave at once: a task may have left threads or pools behind that would hold us up.
     sys.stdout.flush()
