@@ -418,8 +418,9 @@ class WorkerProcess:
         if ident is None:
             return
         task = self.running.get(ident)
-        if task is None or isinstance(self.funcs.get(task[2]), (CallActor, CreateActor)):
-            return
+        if task is None or task[0] != peer or task[1] != task_id or isinstance(
+                self.funcs.get(task[2]), (CallActor, CreateActor)):
+            return  # (that thread moved on meanwhile: the task is over)
         if force:
             log.warning("task %d cancelled with force: this worker exits", task_id)
             self._flush()
