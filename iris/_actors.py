@@ -57,6 +57,30 @@ def _function_id(blob: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big")
 
 
+# The most a detached actor's creation (code and constructor arguments) may take at the
+# head, which keeps it to restart the actor after its creator is gone.
+_MAX_RESTART_SPEC = 1 << 20
+
+
+def _restart_spec(blob: bytes, args: tuple[Any, ...], kwargs: dict[str, Any]
+                  ) -> dict[str, str] | None:
+    """The creation task of an actor as the head keeps it (base64 text in JSON), or None
+    when its arguments hold refs or buffers, or the whole is too large."""
+    import base64
+
+    from iris._refs import collect_refs
+    from iris._serialization import dumps
+
+    with collect_refs() as refs:
+        try:
+            header, buffers = dumps((args, kwargs))
+        except TypeError:
+            return None  # (the creation itself reports it)
+    if refs or buffers or len(blob) + len(header) > _MAX_RESTART_SPEC:
+        return None
+    return {"blob": base64.b64encode(blob).decode(), "args": base64.b64encode(header).decode()}
+
+
 class ActorClass:
     """A class whose instances live in the cluster. Made by ``@iris.remote`` on a class.
 
@@ -109,10 +133,19 @@ class ActorClass:
         handle._record = record
         methods = sorted(self._methods)
 
+        # A detached named actor outlives its creator: the head restarts it (when its
+        # worker dies after the creator is gone) if its constructor's arguments are plain
+        # enough to be kept there (no refs, no out-of-band buffers, small).
+        spec = _restart_spec(blob, args, kwargs) if detached and name is not None and \
+            record.restarts_left > 0 else None
+
         def registration() -> dict[str, Any]:
-            return {"op": "actor.register", "name": name, "actor_id": actor_id,
+            body = {"op": "actor.register", "name": name, "actor_id": actor_id,
                     "worker_id": record.worker_id, "detached": detached,
                     "methods": methods, "cls": self.__qualname__}
+            if spec is not None:
+                body["restart"] = {**spec, "restarts": record.restarts_left}
+            return body
 
         def submit_creation(worker_id: str | None = None) -> None:
             # Placed now, on the least-loaded worker known (if any; or the one its name was
@@ -280,6 +313,9 @@ def get_actor(name: str) -> ActorHandle:
         return handle
     client = _client_for_call("iris.get_actor()")
     reply = client.head_request({"op": "actor.lookup", "name": name})
+    if not reply.get("found") and reply.get("restarting"):
+        raise ValueError(f"the actor named {name!r} is being restarted (its worker died): "
+                         f"ask again in a moment")
     if not reply.get("found"):
         raise ValueError(f"no actor named {name!r} in the cluster (names are given with "
                          f"Cls.options(name=...).remote())")

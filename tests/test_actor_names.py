@@ -39,12 +39,31 @@ def test_the_table_registers_updates_and_drops() -> None:
     {"name": ""}, {"name": 5}, {"name": "x" * 2000}, {"name": "x", "actor_id": ""},
     {"name": "x", "actor_id": "a", "worker_id": "w", "methods": "incr"},
     {"name": "x", "actor_id": "a", "worker_id": "w", "detached": "yes"},
+    *[{"name": "x", "actor_id": "a", "worker_id": "w", "detached": True, "restart": r}
+      for r in ("spec", {"blob": "!!", "args": "QQ==", "restarts": 1},
+                {"blob": "QQ==", "args": "", "restarts": 1},
+                {"blob": "QQ==", "args": "QQ==", "restarts": -1},
+                {"blob": "QQ==", "args": "QQ==", "restarts": "1"})],
 ])
 def test_malformed_requests_get_an_error_reply(body: dict) -> None:
     t = ActorNames()
     reply = handle_actor_request(t, "actor.register", body, b"c")
     assert "error" in reply and not t.entries
     assert "error" in handle_actor_request(t, "actor.nonsense", {}, b"c")
+
+
+def test_a_restart_spec_is_kept_for_detached_actors_only() -> None:
+    t = ActorNames()
+    spec = {"blob": "QkxPQg==", "args": "QVJHUw==", "restarts": 2}
+    for name, detached in (("kept", True), ("ignored", False)):
+        assert handle_actor_request(t, "actor.register", {
+            "name": name, "actor_id": name, "worker_id": "w", "detached": detached,
+            "restart": spec}, b"c") == {"ok": True}
+    assert t.entries["kept"].restart == (b"BLOB", b"ARGS", 2)
+    assert t.entries["ignored"].restart is None
+    t.entries["kept"].restarting = True  # the head is making it again: not found meanwhile
+    assert handle_actor_request(t, "actor.lookup", {"name": "kept"}, b"c") == {
+        "found": False, "restarting": True}
 
 
 def test_lookup_and_list() -> None:

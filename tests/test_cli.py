@@ -474,3 +474,68 @@ def test_the_actors_of_a_driver_that_died_go_with_it(procs: Procs, tmp_path: Pat
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.split() == ["keeper", "2", "lost", "True", "hosted", "1"]
     assert "declaring it gone" in procs.log("head")
+
+
+SERVICE = textwrap.dedent("""
+    import os
+    import iris
+
+    iris.init()
+
+    @iris.remote
+    class Service:
+        def __init__(self, start):
+            self.n = start
+
+        def add(self, k):
+            self.n += k
+            return self.n
+
+        def pid(self):
+            return os.getpid()
+
+    s = Service.options(name="svc", lifetime="detached", max_restarts=1).remote(5)
+    print(iris.get(s.add.remote(1)), iris.get(s.pid.remote()))
+    iris.shutdown()  # the service stays: it is detached
+""")
+
+AFTER_ITS_WORKER_DIED = textwrap.dedent("""
+    import sys
+    import iris
+    from iris.testing import wait_until
+
+    iris.init()
+
+    def answer():
+        try:
+            s = iris.get_actor("svc")
+            return iris.get(s.pid.remote(), timeout=30), iris.get(s.add.remote(1), timeout=30)
+        except (ValueError, iris.ActorDiedError):
+            return None  # not restarted yet (or the head has not seen the death yet)
+
+    pid, n = wait_until(answer, 60, "the service to live again")
+    print(pid != int(sys.argv[1]), n)
+    iris.kill(iris.get_actor("svc"))
+    iris.shutdown()
+""")
+
+
+@pytest.mark.slow
+def test_a_detached_actor_is_restarted_after_its_creator_left(procs: Procs,
+                                                              tmp_path: Path) -> None:
+    head, state = _start_head(procs, "--num-workers", "2")
+    wait_until(lambda: len(_status(state["address"], state["token"])["workers"]) == 2, 30,
+               "the workers")
+    service = tmp_path / "service.py"
+    service.write_text(SERVICE)
+    r = procs.run("submit", str(service))
+    assert r.returncode == 0, r.stdout + r.stderr
+    value, pid = r.stdout.split()
+    assert value == "6"
+    os.kill(int(pid), signal.SIGKILL)  # its worker dies; its creator is long gone
+    check = tmp_path / "check.py"
+    check.write_text(AFTER_ITS_WORKER_DIED)
+    r = procs.run("submit", str(check), pid)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split() == ["True", "6"]  # a new instance, made from its constructor
+    assert "lives again" in procs.log("head")

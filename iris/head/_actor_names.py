@@ -8,19 +8,26 @@ unless the actor is *detached*, when the client that created it says goodbye.
 
 Requests (``REQUEST`` control messages with these ``op`` values; the reply a ``REPLY``)::
 
-    actor.register   {name, actor_id, worker_id, detached, methods, cls}
+    actor.register   {name, actor_id, worker_id, detached, methods, cls,
+                      restart?: {blob, args, restarts}}
                      -> {ok: true} or {error, conflict: true}
-    actor.lookup     {name}      -> {found: false} or {found: true, actor_id, worker_id,
-                                                       methods, cls, detached}
+    actor.lookup     {name}      -> {found: false} or {found: false, restarting: true} or
+                                    {found: true, actor_id, worker_id, methods, cls,
+                                     detached}
     actor.unregister {name, actor_id}  -> {ok: true}   (only that actor's entry)
     actor.list       {}          -> {names: {name: {actor_id, worker_id, detached}}}
 
 Registering a name again with the same ``actor_id`` updates the entry (an actor restarted
-on another worker). A malformed request gets ``{"error": ...}``.
+on another worker). A detached actor's ``restart`` (its pickled creation and constructor
+arguments, base64, and the restarts it has left) lets the head make it again once its
+creator is gone (see ``HeadService._restart_actor``). A malformed request gets
+``{"error": ...}``.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +47,10 @@ class ActorEntry:
     detached: bool
     methods: list[str]
     cls: str
+    # A detached actor's creation as the head keeps it to restart it once its creator is
+    # gone: (pickled CreateActor, pickled constructor arguments, restarts left).
+    restart: tuple[bytes, bytes, int] | None = None
+    restarting: bool = False  # being made again: not found by lookups meanwhile
 
 
 class ActorNames:
@@ -85,6 +96,26 @@ def _name(body: dict[str, Any]) -> str:
     return name
 
 
+def _restart(body: dict[str, Any]) -> tuple[bytes, bytes, int] | None:
+    """A registration's restart spec: ``{blob, args}`` base64 text and ``restarts`` left."""
+    spec = body.get("restart")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ValueError("'restart' must be an object")
+    restarts = spec.get("restarts")
+    if type(restarts) is not int or restarts < 0:
+        raise ValueError(f"'restart.restarts' must be an int >= 0, got {restarts!r}")
+    try:
+        blob = base64.b64decode(str(spec.get("blob", "")), validate=True)
+        args = base64.b64decode(str(spec.get("args", "")), validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError(f"'restart' holds malformed base64: {exc}") from None
+    if not blob or not args:
+        raise ValueError("'restart' needs a blob and args")
+    return blob, args, restarts
+
+
 def _str(body: dict[str, Any], key: str) -> str:
     v = body.get(key)
     if not isinstance(v, str) or not v:
@@ -106,7 +137,8 @@ def handle_actor_request(names: ActorNames, op: str, body: dict[str, Any],
                 raise ValueError(f"'detached' must be a bool, got {detached!r}")
             name = _name(body)
             entry = ActorEntry(_str(body, "actor_id"), _str(body, "worker_id"), owner,
-                               detached, methods, str(body.get("cls", "")))
+                               detached, methods, str(body.get("cls", "")),
+                               _restart(body) if detached else None)
             if not names.register(name, entry):
                 return {"error": f"an actor named {name!r} exists already", "conflict": True}
             return {"ok": True}
@@ -114,6 +146,8 @@ def handle_actor_request(names: ActorNames, op: str, body: dict[str, Any],
             e = names.entries.get(_name(body))
             if e is None:
                 return {"found": False}
+            if e.restarting:
+                return {"found": False, "restarting": True}
             return {"found": True, "actor_id": e.actor_id, "worker_id": e.worker_id,
                     "methods": e.methods, "cls": e.cls, "detached": e.detached}
         if op == "actor.unregister":
