@@ -35,6 +35,7 @@ __all__ = ["ActorEntry", "ActorNames", "handle_actor_request"]
 
 _MAX_NAME_BYTES = 1024
 _MAX_METHODS = 10_000
+_MAX_RESTART_BYTES = 2 << 20  # a detached actor's creation kept for restarts
 
 
 @dataclass(slots=True)
@@ -51,6 +52,7 @@ class ActorEntry:
     # gone: (pickled CreateActor, pickled constructor arguments, restarts left).
     restart: tuple[bytes, bytes, int] | None = None
     restarting: bool = False  # being made again: not found by lookups meanwhile
+    attempt: int = 0  # the head's latest creation task for it (see iris.head._restarts)
 
 
 class ActorNames:
@@ -73,9 +75,11 @@ class ActorNames:
         if held is not None and held.actor_id == actor_id:
             del self.entries[name]
 
-    def drop_worker(self, worker_id: str) -> list[str]:
-        """The worker is gone, and its actors with it: drop their names."""
-        gone = [n for n, e in self.entries.items() if e.worker_id == worker_id]
+    def drop_worker(self, worker_id: str, keep: set[str] | frozenset[str] = frozenset()
+                    ) -> list[str]:
+        """The worker is gone, and its actors with it: drop their names (but ``keep``)."""
+        gone = [n for n, e in self.entries.items()
+                if e.worker_id == worker_id and n not in keep]
         for n in gone:
             del self.entries[n]
         return gone
@@ -113,6 +117,8 @@ def _restart(body: dict[str, Any]) -> tuple[bytes, bytes, int] | None:
         raise ValueError(f"'restart' holds malformed base64: {exc}") from None
     if not blob or not args:
         raise ValueError("'restart' needs a blob and args")
+    if len(blob) + len(args) > _MAX_RESTART_BYTES:
+        raise ValueError(f"'restart' is over {_MAX_RESTART_BYTES} bytes")
     return blob, args, restarts
 
 
@@ -155,7 +161,8 @@ def handle_actor_request(names: ActorNames, op: str, body: dict[str, Any],
             return {"ok": True}
         if op == "actor.list":
             return {"names": {n: {"actor_id": e.actor_id, "worker_id": e.worker_id,
-                                  "detached": e.detached} for n, e in names.entries.items()}}
+                                  "detached": e.detached, "restarting": e.restarting}
+                              for n, e in names.entries.items()}}
     except ValueError as exc:
         return {"error": str(exc)}
     return {"error": f"unknown request {op!r}"}

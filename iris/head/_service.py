@@ -25,12 +25,9 @@ objects it owned are lost (every other client is told, and fails what it waits f
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import logging
 import time
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import zmq
@@ -39,22 +36,15 @@ from iris._protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     Message,
     MsgType,
-    TaskRecord,
-    Value,
-    ValueKind,
     decode_control,
-    decode_frames,
-    decode_plain_results,
-    decode_results,
     encode,
     encode_control,
-    encode_define,
-    encode_tasks,
 )
-from iris._transport import Credentials, Loop, bind_server, connect_client, drain_router
+from iris._transport import Credentials, Loop, bind_server, drain_router
 from iris.exceptions import ProtocolError
-from iris.head._actor_names import ActorEntry, ActorNames, handle_actor_request
+from iris.head._actor_names import ActorNames, handle_actor_request
 from iris.head._names import NameTable, handle_request
+from iris.head._restarts import ActorRestarts
 
 __all__ = ["DEFAULT_CLIENT_TTL_S", "HeadService"]
 
@@ -63,8 +53,6 @@ log = logging.getLogger("iris.head")
 # A client silent this long (no heartbeat) is declared gone: long enough for a driver busy
 # in code that holds the GIL, or paused in a debugger, to keep its actors.
 DEFAULT_CLIENT_TTL_S = 30.0
-# How long a restarted actor's constructor may take before the head gives up on it.
-_RESTART_TIMEOUT_S = 60.0
 _MAX_GONE = 10_000
 
 
@@ -102,10 +90,9 @@ class HeadService:
         # for client.alive): at most _MAX_GONE, the oldest forgotten first.
         self.gone: dict[bytes, str] = {}
         self.actor_names = ActorNames()  # Ray-style actors' cluster-wide names
-        # Detached actors the head restarts itself (their creators gone): waiting for a
-        # worker to exist, and the creation tasks in flight (see _restart_actor).
-        self.pending_restarts: list[tuple[str, ActorEntry]] = []
-        self.restart_ids = itertools.count(1)
+        # Detached named actors the head makes again once their creators are gone.
+        self.restarts = ActorRestarts(loop, creds, self.actor_names, self.workers,
+                                      self._tell_nodes, max_frame_bytes, 3 * node_ttl_s)
         self.names = NameTable()  # cluster-wide actor names (iris.Runtime.register_global)
         self.dropped_frames = 0
 
@@ -119,6 +106,7 @@ class HeadService:
 
     def close(self) -> None:
         """Tell nodes to stop, then close the socket."""
+        self.restarts.close()
         for node in self.nodes.values():
             self._send(node.identity, encode(MsgType.SHUTDOWN))
         # Linger so that the SHUTDOWNs reach nodes on other machines: with linger 0 libzmq
@@ -174,9 +162,7 @@ class HeadService:
                 raise ProtocolError("REGISTER_WORKER needs string worker_id and address")
             self.workers[info["worker_id"]] = info
             self._broadcast({"kind": "worker_added", "worker": info})
-            pending, self.pending_restarts = self.pending_restarts, []
-            for name, entry in pending:
-                self._restart_actor(name, entry)
+            self.restarts.worker_registered(info["worker_id"])
         elif t == MsgType.WORKER_EXITED:
             self._worker_gone(str(body.get("worker_id")), str(body.get("reason", "exited")))
         elif t == MsgType.REQUEST:
@@ -226,10 +212,14 @@ class HeadService:
 
     def _tell_all(self, body: dict[str, Any]) -> None:
         """An event for every node (which passes it to its workers) and every client."""
+        self._tell_nodes(body)
+        self._broadcast(body)
+
+    def _tell_nodes(self, body: dict[str, Any]) -> None:
+        """An event for every node, which passes it to its workers."""
         event = encode_control(MsgType.EVENT, body)
         for node in self.nodes.values():
             self._send(node.identity, event)
-        self._broadcast(body)
 
     def _worker_gone(self, wid: str, reason: str, process_gone: bool = True) -> None:
         """A worker is gone: so are its actors, and, if its process is known to have
@@ -237,78 +227,23 @@ class HeadService:
         actor with restarts left whose creator is gone is made again here (its creator,
         while it lives, does that itself)."""
         self.workers.pop(wid, None)
-        again = [(n, e) for n, e in self.actor_names.entries.items()
-                 if e.worker_id == wid and e.restart is not None and e.restart[2] > 0
-                 and e.owner not in self.clients]
-        self.actor_names.drop_worker(wid)
-        for name, entry in again:
-            self._restart_actor(name, entry)
+
+        def owner_alive(owner: bytes) -> bool:  # (a client living in that worker is not)
+            info = self.client_info.get(owner)
+            return info is not None and not (process_gone and info[1] == wid)
+
+        try:
+            kept = self.restarts.worker_gone(wid, owner_alive, process_gone)
+        except Exception:  # a restart must not stop the rest of this (or the lease checks)
+            log.exception("restarting the actors of worker %s failed", wid)
+            kept = set()
+        self.actor_names.drop_worker(wid, keep=kept)
         self._broadcast({"kind": "worker_removed", "worker_id": wid, "reason": reason})
         if not process_gone or not wid:
             return
         for ident, (_, worker_id, _) in list(self.client_info.items()):
             if worker_id == wid:
                 self._client_gone(ident, f"its worker {wid} is gone")
-
-    # ------------------------------------------------------------------ actor restarts
-    def _restart_actor(self, name: str, entry: ActorEntry) -> None:
-        """Make a detached actor again on a live worker: the head sends the worker its
-        creation task itself (a DEFINE and a TASKS record, as a client would) and takes
-        the result. Lookups do not find it until the constructor returned."""
-        if not self.workers:
-            self.pending_restarts.append((name, entry))
-            return
-        assert entry.restart is not None
-        blob, args, left = entry.restart
-        info = self.workers[sorted(self.workers)[next(self.restart_ids) % len(self.workers)]]
-        entry.restart, entry.restarting = (blob, args, left - 1), True
-        entry.worker_id = str(info["worker_id"])
-        if not self.actor_names.register(name, entry):
-            return  # the name was taken meanwhile
-        log.warning("restarting the detached actor %s on worker %s (its creator is gone; "
-                    "%d restart(s) left after this one)", name, entry.worker_id, left - 1)
-        task_id = next(self.restart_ids)
-        func_id = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big")
-        sock = connect_client(zmq.DEALER, self.creds, str(info["address"]))
-        sock.send_multipart(encode_define(func_id, blob))
-        sock.send_multipart(encode_tasks([TaskRecord(
-            task_id, func_id, 1, Value(ValueKind.INLINE, args, ()), [])]))
-        done = partial(self._restarted, sock, name, entry, task_id)
-        self.loop.add_reader(sock, done)
-        self.loop.call_later(_RESTART_TIMEOUT_S, partial(done, timed_out=True))
-
-    def _restarted(self, sock: zmq.Socket[Any], name: str, entry: ActorEntry, task_id: int,
-                   timed_out: bool = False) -> None:
-        """The worker's answer to a restart's creation task (or none in time)."""
-        if sock.closed:
-            return
-        kind = None
-        while kind is None and not timed_out:
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return  # not yet
-            try:
-                for m in decode_frames(frames, self.max_frame):
-                    if m.type == MsgType.PLAIN_RESULTS:
-                        ids, _, kinds, _ = decode_plain_results(m)
-                        kind = next((k for i, k in zip(ids, kinds) if i == task_id), kind)
-                    elif m.type == MsgType.RESULTS:
-                        kind = next((r.values[0].kind for r in decode_results(m)
-                                     if r.task_id == task_id and r.values), kind)
-            except ProtocolError as exc:
-                log.warning("dropped a malformed answer to an actor's restart: %s", exc)
-        self.loop.remove_reader(sock)
-        sock.close(0)
-        if kind == ValueKind.INLINE:
-            entry.restarting = False
-            log.warning("the detached actor %s lives again on worker %s", name,
-                        entry.worker_id)
-            return
-        log.error("could not restart the detached actor %s: %s", name,
-                  "no answer from its worker" if timed_out else "its constructor failed")
-        if self.actor_names.entries.get(name) is entry:
-            del self.actor_names.entries[name]
 
     def _request(self, ident: bytes, body: dict[str, Any], request_id: int) -> None:
         op = body.get("op")
@@ -359,6 +294,7 @@ class HeadService:
                         # declared gone for this; a node that comes back brings them)
                         self._worker_gone(wid, f"node {node.node_id} lost",
                                           process_gone=False)
+        self.restarts.check(now)
         for ident, seen in list(self.clients.items()):
             if now - seen > self.client_ttl_s and self.client_info.get(
                     ident, ("", "", True))[2]:

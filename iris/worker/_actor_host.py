@@ -16,7 +16,8 @@ from typing import Any
 from iris import _context, _refs
 from iris.exceptions import ActorDiedError
 
-__all__ = ["CallActor", "CreateActor", "drop_actors_of", "hosted_count", "owner_back"]
+__all__ = ["CallActor", "CreateActor", "drop_actor", "drop_actors_of", "hosted_count",
+           "owner_back"]
 
 
 class _Hosted:
@@ -56,6 +57,12 @@ def drop_actors_of(owner: str) -> int:
         _owners.pop(aid, None)
         _instances.pop(aid, None)
     return len(gone)
+
+
+def drop_actor(actor_id: str) -> None:
+    """Drop one actor living here (its later calls fail as calls of a killed actor)."""
+    _owners.pop(actor_id, None)
+    _instances.pop(actor_id, None)
 
 
 def owner_back(owner: str) -> None:

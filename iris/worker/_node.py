@@ -257,7 +257,7 @@ class NodeManager:
                         continue
                     if body.get("kind") == "reregister":
                         self._reregister()
-                    elif body.get("kind") in ("client_gone", "client_back"):
+                    elif body.get("kind") in ("client_gone", "client_back", "actor_gone"):
                         self._tell_workers(m)
 
     def _tell_workers(self, event: Message) -> None:

@@ -68,7 +68,13 @@ from iris._stream import StreamLink, StreamListener, link_key
 from iris._transport import Credentials, bind_server, connect_client, drain_router
 from iris._values import DEFAULT_INLINE_THRESHOLD, error_value, from_value, pack
 from iris.exceptions import ObjectLostError, ProtocolError, TaskCancelledError, _TaskInterrupt
-from iris.worker._actor_host import CallActor, CreateActor, drop_actors_of, owner_back
+from iris.worker._actor_host import (
+    CallActor,
+    CreateActor,
+    drop_actor,
+    drop_actors_of,
+    owner_back,
+)
 
 __all__ = ["WorkerProcess", "main"]
 
@@ -205,6 +211,9 @@ class WorkerProcess:
             body = decode_control(m)
         except ProtocolError as exc:
             log.warning("dropped a malformed event from the node manager: %s", exc)
+            return
+        if body.get("kind") == "actor_gone" and isinstance(body.get("actor_id"), str):
+            drop_actor(body["actor_id"])  # (killed while the head made it again)
             return
         owner = body.get("owner")
         if not isinstance(owner, str) or not owner:
