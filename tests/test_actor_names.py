@@ -204,3 +204,16 @@ def test_a_restarted_named_actor_keeps_its_name() -> None:
         wait_until(moved, 30, "the name follows the actor to its new worker")
         wait_until(lambda: iris.get(box.add.remote(0), timeout=30) == 1, 30,
                    "the restarted actor answers")
+
+
+def test_only_plain_small_constructor_arguments_are_kept_for_the_head() -> None:
+    import numpy as np
+
+    from iris._actors import _restart_spec
+
+    spec = _restart_spec(b"BLOB", (5, "x"), {"k": [1, 2]})
+    assert spec is not None and set(spec) == {"blob", "args"}
+    ref = iris.ObjectRef(1, "tcp://127.0.0.1:1#0000000000000000", counted=False)
+    assert _restart_spec(b"BLOB", ([ref],), {}) is None  # a ref: its owner may be gone
+    assert _restart_spec(b"BLOB", (np.arange(10.0),), {}) is None  # out-of-band buffers
+    assert _restart_spec(b"B" * (2 << 20), (1,), {}) is None  # too large to keep
