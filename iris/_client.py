@@ -126,8 +126,6 @@ _BURST_GAP_S = 50e-6
 # and what is left over within this long (or when a thread waits for results).
 _SUBMIT_BATCH = 256
 _BURST_FLUSH_S = 0.001
-# How long refs inside a task's arguments stay pinned after the task finished.
-_PIN_GRACE_S = 1.0
 # Arguments from this size up to the inline threshold go through the shared-memory arena.
 _ARENA_MIN = 16 * 1024
 # A task's arguments as submit prepares them: header, buffers, deps, pinned, and where they
@@ -208,7 +206,6 @@ class Client:
         self.arena: Arena | None = None  # medium arguments for workers on this machine
         self.actors: dict[str, ActorRecord] = {}
         self.dead_actors: dict[str, BaseException] = {}  # recent ones: id -> why
-        self.pins_in_grace = 0  # finished tasks whose argument refs are still pinned
         self.targeted: dict[str, deque[_Task]] = {}  # actor calls, by the worker to run them
         self.local_workers = 0
         self.last_submit = 0.0
@@ -844,6 +841,9 @@ class Client:
                     task.args_kept = None  # let go before its result got here
 
     def _complete(self, task: _Task, rec: ResultRecord, timed: bool = True) -> None:
+        if rec.values and rec.values[-1].kind == ValueKind.KEPT:
+            self._note_kept(rec.values[-1])  # before the task's pins go (_finish_task)
+            rec = ResultRecord(rec.task_id, rec.values[:-1], rec.exec_ns)
         if task.cancelled:  # its objects failed already: let go of what the result holds
             for v in rec.values:
                 if is_shm(v):
@@ -906,6 +906,33 @@ class Client:
                 self._fail_task(t, ActorDiedError(f"actor {actor.name} is dead: {why}"))
         self._actor_dead(actor, ActorDiedError(f"actor {actor.name} is dead: {why}"))
 
+    def _note_kept(self, v: Value) -> None:
+        """Refs from a task's arguments that its worker still holds (an actor kept them):
+        their owners hold them in transit until the worker's borrow registration arrives
+        (the worker follows it with the matching release on the same connection), so
+        they stay alive whichever message comes first."""
+        try:
+            refs = [(str(owner), int(oid)) for owner, oid in json.loads(bytes(v.data))]
+        except (ValueError, TypeError) as exc:
+            log.warning("dropped a malformed list of kept refs in a result: %s", exc)
+            return
+        for owner, oid in refs:
+            if owner == self.address:
+                self._owner_changed(oid, 0, 1)
+            else:
+                self._tell_owner(owner, oid, transit=1)
+
+    def kept_by_task(self, refs: list[tuple[str, int]]) -> None:
+        """(In a worker.) A task is over and kept these borrowed refs: after our borrow
+        registration (sent earlier, on the same connection), release the transit hold
+        its result's KEPT list makes their owners take."""
+        for owner, oid in refs:
+            self._tell_owner(owner, oid, transit=-1)
+
+    def holds(self, owner: str, oid: int) -> bool:
+        """Whether this process holds a ref to another owner's object."""
+        return owner != self.address and self.refcounts.get((owner, oid), 0) > 0
+
     def _receive_refs(self, task: _Task, v: Value) -> None:
         """Refs inside a task's results: the result objects hold them from now on (which
         registers us as a borrower with their owners), then the pins their sender put on
@@ -951,18 +978,10 @@ class Client:
                 self._arena().release(task.args_slot)
             task.args_slot = None
         task.deps = None
-        if task.pinned:
-            # Refs inside the arguments: the worker may have kept some (an actor storing
-            # one), and its borrower registration travels on another connection than the
-            # result, so it can arrive just after it. Keep the pins a little longer.
-            pinned, task.pinned = task.pinned, []
-            self.pins_in_grace += 1
-
-            def release() -> None:
-                pinned.clear()
-                self.pins_in_grace -= 1
-
-            self.loop.call_later(_PIN_GRACE_S, release)
+        # Refs inside the arguments: those the worker kept came back in its result (KEPT)
+        # and their owners hold them in transit until its registration arrives (see
+        # _note_kept), so the pins can go now.
+        task.pinned = []
 
     def _fail_task(self, task: _Task, error: BaseException | None, value: Value | None = None,
                    where: str = "") -> None:

@@ -149,6 +149,9 @@ class ValueKind:
     REMOTE = 3  # data = JSON location of a value held by another process (owner address)
     ARENA = 4  # data = JSON location in an owner's shared-memory arena (copied out to read)
     REFS = 5  # data = JSON [[owner, oid, return index, pinned], ...]: refs inside a result
+    # data = JSON [[owner, oid], ...]: refs from a task's arguments the worker still holds
+    # when the task is over (their owners keep them until its borrow registration came).
+    KEPT = 6
 
 
 @dataclass(slots=True)
@@ -324,7 +327,7 @@ def _get_value(p: Any, off: int, bufs: Sequence[Any], bi: int) -> tuple[Value, i
     if end > len(p):
         raise ProtocolError("value record truncated")
     kind, nbufs, dlen = _VALUE.unpack_from(p, off)
-    if kind > ValueKind.REFS:
+    if kind > ValueKind.KEPT:
         raise ProtocolError(f"unknown value kind {kind}")
     if end + dlen > len(p):
         raise ProtocolError(f"value says {dlen} data bytes, only {len(p) - end} remain")
@@ -365,7 +368,7 @@ def decode_tasks(msg: Message) -> list[TaskRecord]:
             raise ProtocolError("task record truncated")
         task_id, func_id, nret, nres, kind, nb, dlen = unpack(p, off)
         off += size
-        if kind > ValueKind.REFS or off + dlen > plen or bi + nb > nbufs:
+        if kind > ValueKind.KEPT or off + dlen > plen or bi + nb > nbufs:
             raise ProtocolError("task record's argument value is malformed or truncated")
         args = Value(kind, p[off:off + dlen], list(bufs[bi:bi + nb]) if nb else ())
         off += dlen
@@ -419,7 +422,7 @@ def decode_results(msg: Message) -> list[ResultRecord]:
             raise ProtocolError("result record truncated")
         if nval == 1 and off + size1 <= plen:
             off += size1
-            if kind > ValueKind.REFS or off + dlen > plen or bi + nb > nbufs:
+            if kind > ValueKind.KEPT or off + dlen > plen or bi + nb > nbufs:
                 raise ProtocolError("result value is malformed or truncated")
             out.append(ResultRecord(task_id, [Value(
                 kind, p[off:off + dlen], list(bufs[bi:bi + nb]) if nb else ())], exec_ns))

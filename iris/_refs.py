@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import concurrent.futures
 
-__all__ = ["ObjectRef", "ResolvedArg", "collect_refs", "export_refs", "set_resolver"]
+__all__ = ["ObjectRef", "ResolvedArg", "collect_refs", "export_refs", "kept_refs",
+           "note_refs", "set_resolver"]
 
 
 class _Resolver(Protocol):
+    def holds(self, owner: str, oid: int) -> bool: ...
+    def kept_by_task(self, refs: list[tuple[str, int]]) -> None: ...
     def incref(self, ref: ObjectRef) -> None: ...
     def decref(self, owner: str, oid: int) -> None: ...
     def future(self, ref: ObjectRef) -> concurrent.futures.Future[Any]: ...
@@ -69,6 +72,9 @@ class ObjectRef:
         self._counted = counted and _resolver is not None
         if self._counted:
             _resolver.incref(self)  # type: ignore[union-attr]
+            born = getattr(_collect, "born", None)
+            if born is not None:
+                born.append((owner, oid))
 
     @classmethod
     def _owned_new(cls, oid: int, owner: str) -> ObjectRef:
@@ -135,6 +141,33 @@ class ResolvedArg:
 
     def __reduce__(self) -> tuple[type[ResolvedArg], tuple[int]]:
         return (ResolvedArg, (self.index,))
+
+
+class note_refs:
+    """Context manager: record ``(owner, oid)`` of every counted ObjectRef made in this
+    thread meanwhile, such as those unpickled from a task's arguments (internal)."""
+
+    def __enter__(self) -> list[tuple[str, int]]:
+        self._prev = getattr(_collect, "born", None)
+        _collect.born = []
+        return _collect.born  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: object) -> None:
+        _collect.born = self._prev
+
+
+def kept_refs(noted: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Of refs noted while a task's arguments were read, those this process still holds
+    once the task is over (borrowed ones: kept by the task, an actor's state say). The
+    task's result lists them (its owner then holds them until our registration comes);
+    the client follows its registrations with the matching release."""
+    r = _resolver
+    if r is None or not noted:
+        return []
+    kept = [key for key in dict.fromkeys(noted) if r.holds(*key)]
+    if kept:
+        r.kept_by_task(kept)
+    return kept
 
 
 class collect_refs:

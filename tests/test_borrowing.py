@@ -156,6 +156,47 @@ def test_a_request_for_another_owner_is_not_answered_with_our_object(
     assert iris.get(ref) == "mine"
 
 
+@iris.remote
+class Keeper:
+    def delay_registrations(self, seconds: float) -> None:
+        """Make this worker's borrow registrations arrive late (after call results)."""
+        import time
+
+        from iris import _api
+
+        client = _api._client
+        send = client._send_owner
+
+        def late(owner: str, body: dict) -> None:
+            if body.get("borrow") == 1:
+                time.sleep(seconds)
+            send(owner, body)
+
+        client._send_owner = late
+
+    def keep(self, box: list) -> bool:
+        self.ref = box[0]
+        return True
+
+    def read(self) -> object:
+        return iris.get(self.ref, timeout=30)
+
+
+def test_a_kept_ref_outlives_its_callers_ref_whatever_arrives_first(
+        cluster: iris.ClusterContext) -> None:
+    # The keeper's registration as a borrower travels on another connection than the
+    # call's result; here it comes seconds after it. The result says which argument refs
+    # the worker kept, and the owner holds those until the registration came.
+    keeper = Keeper.remote()
+    iris.get(keeper.delay_registrations.remote(1.5))
+    ref = iris.put("kept value")
+    assert iris.get(keeper.keep.remote([ref]))
+    del ref
+    gc.collect()  # the caller's own ref (and the call's pins) are gone now
+    assert iris.get(keeper.read.remote(), timeout=60) == "kept value"
+    iris.kill(keeper)
+
+
 def test_an_object_whose_owner_died_is_lost_not_waited_for(
         fresh_cluster: iris.ClusterContext) -> None:
     import os

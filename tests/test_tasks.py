@@ -191,8 +191,6 @@ def test_objects_are_freed_when_refs_go(cluster: iris.ClusterContext) -> None:
         return [n for n in all_segments(cid) if "-pool-" not in n]
 
     client = _api._client
-    # Refs inside earlier tasks' arguments stay pinned a moment after those tasks ended.
-    wait_until(lambda: client.pins_in_grace == 0, 30, "earlier tasks' pins to be let go")
     gc.collect()
     base, base_segments = client.object_count(), len(shm_segments(cluster.cluster_id))
     for _ in range(5):

@@ -60,7 +60,7 @@ from iris._protocol import (
     plain_result_size,
 )
 from iris._reactor import Reactor
-from iris._refs import ResolvedArg, collect_refs, export_refs
+from iris._refs import ResolvedArg, collect_refs, export_refs, kept_refs, note_refs
 from iris._serialization import NO_ARGS as _NO_ARGS
 from iris._serialization import dumps, loads, nbytes
 from iris._store import host_id
@@ -535,6 +535,9 @@ class WorkerProcess:
         region = None
         peer, task_id, func_id, num_returns, a, resolved = task
         running = self.running
+        noted: list[tuple[str, int]] = []
+        args: Any = None
+        kwargs: Any = None
         # From here until the task's call is over, a cancel of it interrupts this thread
         # (see _cancel): the entry first, then the look at the tasks cancelled already.
         epoch, running[me] = self.cancel_epoch, task
@@ -548,20 +551,21 @@ class WorkerProcess:
                 if type(a) is bytes and a == _NO_ARGS:
                     result = fn()  # the commonest call of all: nothing to unpickle
                 else:
-                    if type(a) is bytes:
-                        args, kwargs = loads(a)
-                    elif a.kind == _ARENA:
-                        try:
-                            header, views, region = view_arena(a.data)
-                        except (OSError, ValueError) as err:
-                            raise ObjectLostError(f"arguments in a shared-memory arena "
-                                                  f"unreadable: {err}") from None
-                        args, kwargs = loads(header, views)
-                        del views
-                    else:
-                        args, kwargs = from_value(a)
-                    if resolved:
-                        args, kwargs = _substitute(args, kwargs, resolved)
+                    with note_refs() as noted:  # (refs in the arguments, to see if kept)
+                        if type(a) is bytes:
+                            args, kwargs = loads(a)
+                        elif a.kind == _ARENA:
+                            try:
+                                header, views, region = view_arena(a.data)
+                            except (OSError, ValueError) as err:
+                                raise ObjectLostError(f"arguments in a shared-memory arena "
+                                                      f"unreadable: {err}") from None
+                            args, kwargs = loads(header, views)
+                            del views
+                        else:
+                            args, kwargs = from_value(a)
+                        if resolved:
+                            args, kwargs = _substitute(args, kwargs, resolved)
                     result = fn(*args, **kwargs)
             finally:
                 running[me] = None
@@ -579,6 +583,13 @@ class WorkerProcess:
             # Skip _execute's own frame when the error came from the user's function.
             user = exc.__traceback__ is not None and exc.__traceback__.tb_next is not None
             outcome = [error_value(exc, 1 if user else 0)]
+        if noted:
+            args = kwargs = result = None  # (only what the task kept holds them now)
+            kept = kept_refs(noted)
+            if kept:
+                outcome = [*([Value(_INLINE, outcome, ())] if type(outcome) is bytes
+                             else outcome),
+                           Value(ValueKind.KEPT, json.dumps([list(k) for k in kept]).encode())]
         return outcome, time.perf_counter_ns() - t0, region
 
     def _disarm(self, me: int, key: tuple[Any, int]) -> None:
