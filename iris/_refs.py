@@ -143,17 +143,11 @@ class ResolvedArg:
         return (ResolvedArg, (self.index,))
 
 
-class note_refs:
-    """Context manager: record ``(owner, oid)`` of every counted ObjectRef made in this
-    thread meanwhile, such as those unpickled from a task's arguments (internal)."""
-
-    def __enter__(self) -> list[tuple[str, int]]:
-        self._prev = getattr(_collect, "born", None)
-        _collect.born = []
-        return _collect.born  # type: ignore[no-any-return]
-
-    def __exit__(self, *exc: object) -> None:
-        _collect.born = self._prev
+def note_refs(noted: list[tuple[str, int]] | None) -> None:
+    """From now on, record in ``noted`` the ``(owner, oid)`` of every counted ObjectRef
+    made in this thread, such as those unpickled from a task's arguments; None stops it
+    (internal; two calls instead of a context manager: this runs for every task)."""
+    _collect.born = noted
 
 
 def kept_refs(noted: list[tuple[str, int]]) -> list[tuple[str, int]]:

@@ -551,7 +551,8 @@ class WorkerProcess:
                 if type(a) is bytes and a == _NO_ARGS:
                     result = fn()  # the commonest call of all: nothing to unpickle
                 else:
-                    with note_refs() as noted:  # (refs in the arguments, to see if kept)
+                    note_refs(noted)  # (refs in the arguments: to see if the task kept any)
+                    try:
                         if type(a) is bytes:
                             args, kwargs = loads(a)
                         elif a.kind == _ARENA:
@@ -566,6 +567,8 @@ class WorkerProcess:
                             args, kwargs = from_value(a)
                         if resolved:
                             args, kwargs = _substitute(args, kwargs, resolved)
+                    finally:
+                        note_refs(None)
                     result = fn(*args, **kwargs)
             finally:
                 running[me] = None
