@@ -74,7 +74,7 @@ from iris._records import READY as _READY
 from iris._records import ObjectEntry as _Object
 from iris._records import TaskEntry as _Task
 from iris._records import WorkerLink as _Worker
-from iris._refs import ObjectRef, ResolvedArg, collect_refs, set_resolver
+from iris._refs import ObjectRef, ResolvedArg, collect_refs, noted_borrow, set_resolver
 from iris._serialization import NO_ARGS as _NO_ARGS
 from iris._serialization import (
     describe_unpicklable,
@@ -396,6 +396,11 @@ class Client:
                 else:
                     why = IrisError(f"{reason} while it ran {task.func.name}: the call may "
                                     f"or may not have run; the actor lives on")
+                    if task.pinned:
+                        # Its result (with the refs it kept) is lost with the link: the
+                        # actor's registrations get a while to arrive before the pins go.
+                        held, task.pinned = task.pinned, []
+                        self.loop.call_later(_LINK_GRACE_S, held.clear)
                 self._fail_task(task, why)
             elif task.cancelled:  # (killed by its own cancel, say): nothing to retry
                 self._finish_task(task)
@@ -1591,6 +1596,7 @@ class Client:
             self.refcounts[key] = n + 1
             if n == 0:
                 self._tell_owner(ref.owner, ref.oid, borrow=1)  # we borrow it from now on
+                noted_borrow(ref.owner, ref.oid)  # (a task's arguments: see note_refs)
 
     def decref(self, owner: str, oid: int) -> None:
         with self.ref_lock:

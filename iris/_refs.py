@@ -42,8 +42,13 @@ def export_refs(refs: list[ObjectRef]) -> list[bool]:
     return r.export_refs(refs)
 
 
+class _ThreadState(threading.local):
+    refs: list[ObjectRef] | None = None  # collect_refs: refs pickled meanwhile
+    born: list[tuple[str, int]] | None = None  # note_refs: objects borrowed meanwhile
+
+
 _resolver: _Resolver | None = None
-_collect = threading.local()
+_collect = _ThreadState()
 
 
 def set_resolver(resolver: _Resolver | None) -> None:
@@ -72,9 +77,6 @@ class ObjectRef:
         self._counted = counted and _resolver is not None
         if self._counted:
             _resolver.incref(self)  # type: ignore[union-attr]
-            born = getattr(_collect, "born", None)
-            if born is not None:
-                born.append((owner, oid))
 
     @classmethod
     def _owned_new(cls, oid: int, owner: str) -> ObjectRef:
@@ -144,10 +146,18 @@ class ResolvedArg:
 
 
 def note_refs(noted: list[tuple[str, int]] | None) -> None:
-    """From now on, record in ``noted`` the ``(owner, oid)`` of every counted ObjectRef
-    made in this thread, such as those unpickled from a task's arguments; None stops it
-    (internal; two calls instead of a context manager: this runs for every task)."""
+    """From now on, record in ``noted`` the ``(owner, oid)`` of every object this thread
+    starts to borrow (its first ref here), such as refs unpickled from a task's arguments;
+    None stops it (internal; two calls, not a context manager: this runs for every task).
+    A ref held here already was registered before: it needs no hand-over."""
     _collect.born = noted
+
+
+def noted_borrow(owner: str, oid: int) -> None:
+    """Called by the resolver when this thread starts to borrow an object (internal)."""
+    born = _collect.born
+    if born is not None:
+        born.append((owner, oid))
 
 
 def kept_refs(noted: list[tuple[str, int]]) -> list[tuple[str, int]]:

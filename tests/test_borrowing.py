@@ -187,14 +187,41 @@ def test_a_kept_ref_outlives_its_callers_ref_whatever_arrives_first(
     # The keeper's registration as a borrower travels on another connection than the
     # call's result; here it comes seconds after it. The result says which argument refs
     # the worker kept, and the owner holds those until the registration came.
+    from iris import _api
+
     keeper = Keeper.remote()
     iris.get(keeper.delay_registrations.remote(1.5))
     ref = iris.put("kept value")
+    oid = ref.oid
     assert iris.get(keeper.keep.remote([ref]))
     del ref
     gc.collect()  # the caller's own ref (and the call's pins) are gone now
     assert iris.get(keeper.read.remote(), timeout=60) == "kept value"
     iris.kill(keeper)
+    del keeper
+    # ... and nothing holds it for ever: once the keeper is gone, so is the object.
+    wait_until(lambda: oid not in _api._client.objects, 30, "the object to be freed")
+
+
+@iris.remote
+class Maker:
+    def make(self) -> list:
+        return [iris.put("made elsewhere")]  # owned by this actor's worker
+
+
+def test_a_kept_ref_of_a_third_owner_outlives_its_callers_ref(
+        cluster: iris.ClusterContext) -> None:
+    # The same with an object neither the caller nor the keeper owns: the caller has the
+    # owner hold it before its own release goes out.
+    maker, keeper = Maker.remote(), Keeper.remote()
+    iris.get(keeper.delay_registrations.remote(1.5))
+    box = iris.get(maker.make.remote())
+    assert iris.get(keeper.keep.remote(box))
+    del box
+    gc.collect()
+    assert iris.get(keeper.read.remote(), timeout=60) == "made elsewhere"
+    iris.kill(keeper)
+    iris.kill(maker)
 
 
 def test_an_object_whose_owner_died_is_lost_not_waited_for(

@@ -497,8 +497,10 @@ class WorkerProcess:
                 return
             error = exc
         log.warning("a result of task %x could not be sent: %s", batch[0].task_id, error)
+        # (The lists of refs riding with it still go: their holds must be balanced.)
+        riders = [v for v in batch[0].values if v.kind in (ValueKind.REFS, ValueKind.KEPT)]
         failed = ResultRecord(batch[0].task_id, [error_value(ProtocolError(
-            f"the task's result could not be sent to its owner: {error}"))],
+            f"the task's result could not be sent to its owner: {error}")), *riders],
             batch[0].exec_ns)
         self._send(peer, encode_results([failed]))
 
@@ -551,8 +553,8 @@ class WorkerProcess:
                 if type(a) is bytes and a == _NO_ARGS:
                     result = fn()  # the commonest call of all: nothing to unpickle
                 else:
-                    note_refs(noted)  # (refs in the arguments: to see if the task kept any)
                     try:
+                        note_refs(noted)  # (refs in the arguments: did the task keep any?)
                         if type(a) is bytes:
                             args, kwargs = loads(a)
                         elif a.kind == _ARENA:
