@@ -348,7 +348,8 @@ class Client:
             sock = connect_client(zmq.DEALER, self.creds, address)
             self.loop.add_reader(sock, lambda: self._on_worker(w))
         w.sock = sock
-        self._send(sock, encode_control(MsgType.REQUEST, {"op": "owner", "host": self.host}))
+        self._send(sock, encode_control(MsgType.REQUEST, {"op": "owner", "host": self.host,
+                                                          "owner": self.address}))
         self.local_workers += w.host == self.host
         self.workers[wid] = w
         self.workers_by_sock[sock] = w

@@ -323,3 +323,40 @@ def test_a_broken_local_link_to_a_live_worker_is_made_again(fresh_cluster) -> No
     assert old.closed and len(client.workers) == 2
     assert iris.get([f.remote(i) for i in range(200)], timeout=60) == [
         2 * i for i in range(200)]
+
+
+def test_arena_views_kept_across_a_relink_are_let_go(fresh_cluster) -> None:
+    import socket
+
+    import numpy as np
+
+    from iris import _api
+
+    client = _api._client
+    wait_until(lambda: len(client.workers) == 2, 30, "two workers")
+
+    @iris.remote
+    class Keeper:
+        def keep(self, a: np.ndarray) -> float:
+            self.kept = a[100:200]  # a view into the owner's arena, read in place
+            return float(a.sum())
+
+        def drop(self) -> None:
+            self.kept = None
+
+    k = Keeper.remote()
+    assert iris.get(k.keep.remote(np.ones(5000))) == 5000.0
+    wid = k._record.worker_id
+    wait_until(lambda: client.workers[wid].kept, 10, "the slot kept")
+    old = client.workers[wid].sock
+    with client.lock:
+        old.sock.shutdown(socket.SHUT_RDWR)  # the link breaks; the worker lives on
+    wait_until(lambda: wid in client.workers and client.workers[wid].sock is not old, 20,
+               "linked again")
+    assert client.workers[wid].kept  # the worker still views it: still reserved
+    iris.get(k.drop.remote())
+    # The worker's word that the views are gone comes over the new link.
+    wait_until(lambda: not client.workers[wid].kept, 20, "the slot let go")
+    arena = client.arena
+    assert arena is not None
+    wait_until(lambda: all(c.live == 0 for c in arena.chunks), 10, "every slot released")

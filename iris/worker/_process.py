@@ -137,6 +137,7 @@ class WorkerProcess:
         self.funcs: dict[int, Any] = {}
         # Owners are ROUTER identities (bytes) or local links (StreamLink).
         self.owner_host: dict[Any, str] = {}
+        self.owner_of: dict[Any, str] = {}  # the owner id each peer said it is
         self.queue: deque[_Task] = deque()
         # Results not sent yet. A deque: the running thread appends without the lock while
         # the flusher may be taking earlier ones out.
@@ -379,6 +380,7 @@ class WorkerProcess:
         if link.closed:
             self.links.discard(link)
             self.owner_host.pop(link, None)
+            self.owner_of.pop(link, None)
 
     def _dropped(self, peer: Any, exc: ProtocolError) -> None:
         self.dropped_frames += 1
@@ -401,6 +403,8 @@ class WorkerProcess:
             body = decode_control(m)
             if body.get("op") == "owner":
                 self.owner_host[peer] = str(body.get("host", ""))
+                if isinstance(body.get("owner"), str):
+                    self.owner_of[peer] = body["owner"]
             elif body.get("op") == "cancel" and type(body.get("task_id")) is int:
                 self._cancel(peer, body["task_id"], body.get("force") is True)
             elif body.get("op") == "stats":
@@ -520,13 +524,22 @@ class WorkerProcess:
         the owner not to reuse them, and tell it again when the last view is gone."""
         self._send(peer, encode_control(MsgType.REQUEST, {
             "op": "arena", "task_id": task_id, "kept": True}))
-        weakref.finalize(region, self._arena_released, peer, task_id)
+        weakref.finalize(region, self._arena_released, peer, self.owner_of.get(peer),
+                         task_id)
 
-    def _arena_released(self, peer: Any, task_id: int) -> None:
+    def _arena_released(self, peer: Any, owner: str | None, task_id: int) -> None:
         """(A finalizer: any thread, any time.) The views of a kept argument are gone."""
         frames = encode_control(MsgType.REQUEST, {"op": "arena", "task_id": task_id,
                                                   "kept": False})
-        self.loop.call_soon_threadsafe(partial(self._send, peer, frames))
+        self.loop.call_soon_threadsafe(partial(self._send_to_owner, peer, owner, frames))
+
+    def _send_to_owner(self, peer: Any, owner: str | None, frames: list[Any]) -> None:
+        """Send to ``peer``, or, if that local link closed meanwhile (its owner linked
+        again), to the owner's new link (lock held)."""
+        if getattr(peer, "closed", False) and owner is not None:
+            peer = next((p for p, o in self.owner_of.items()
+                         if o == owner and not getattr(p, "closed", False)), peer)
+        self._send(peer, frames)
 
     def _execute(self, task: _Task, me: int) -> tuple[Any, int, Any]:
         """Run one task on thread ``me``; returns its outcome (see ``_Done``), its run time
