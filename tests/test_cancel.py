@@ -124,8 +124,7 @@ def test_a_running_task_is_interrupted_and_its_worker_carries_on(
     wait_until(lambda: len(_api._client.workers) >= 2, 30, "2 workers")
     started = tmp_path / "spin-started"
     ref = spin.remote(str(started))
-    wait_until(started.exists, 30, "the task to start")
-    pid = int(started.read_text())
+    pid = _started(started)
     iris.cancel(ref)
     with pytest.raises(iris.TaskCancelledError):
         iris.get(ref, timeout=10)
@@ -174,8 +173,9 @@ def test_a_task_waiting_in_get_is_stopped_at_once(cluster: iris.ClusterContext,
         with pytest.raises(iris.TaskCancelledError):
             iris.get(ref, timeout=10)
         # Its wait ended by the cancel (the task it waits for holds on for a minute).
-        wait_until(marker.exists, 20, "the waiting task to be stopped")
-        assert marker.read_text() == "_TaskInterrupt"  # not an Exception: not swallowed
+        what = wait_until(lambda: marker.exists() and marker.read_text(), 20,
+                          "the waiting task to be stopped")
+        assert what == "_TaskInterrupt"  # not an Exception: not swallowed
     finally:
         Path(flag).touch()
 
@@ -218,8 +218,7 @@ def test_force_kills_the_worker_of_a_task_stuck_in_c(fresh_cluster: iris.Cluster
                                                     tmp_path: Path) -> None:
     started = tmp_path / "started"
     ref = sleeper.remote(str(started))  # one long call into C: no bytecode to interrupt
-    wait_until(started.exists, 30, "the task to start")
-    pid = int(started.read_text())
+    pid = _started(started)
     iris.cancel(ref)
     with pytest.raises(iris.TaskCancelledError):
         iris.get(ref, timeout=10)
@@ -232,11 +231,18 @@ def test_force_kills_the_worker_of_a_task_stuck_in_c(fresh_cluster: iris.Cluster
     assert started.read_text() == str(pid)
     forced = tmp_path / "forced"
     ref = sleeper.remote(str(forced))
-    wait_until(forced.exists, 30, "the second task to start")
+    second = _started(forced)
     iris.cancel(ref, force=True)
     with pytest.raises(iris.TaskCancelledError, match="cancelled with force"):
         iris.get(ref, timeout=10)
-    wait_until(lambda: not _alive(int(forced.read_text())), 30, "its worker to exit")
+    wait_until(lambda: not _alive(second), 30, "its worker to exit")
+
+
+def _started(path: Path) -> int:
+    """The pid a task wrote to ``path`` as it started (the file may exist, empty, a moment
+    before the number is in it)."""
+    return int(wait_until(lambda: path.exists() and path.read_text().strip(), 30,
+                          "the task to start"))
 
 
 def _alive(pid: int) -> bool:
