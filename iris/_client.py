@@ -136,7 +136,7 @@ _NO_ARGS_PREPARED: _Prepared = (_NO_ARGS, [], None, [], None, None, None)
 # A worker whose local link closed is dropped for good after this long, if the head has
 # not said why by then.
 _LINK_GRACE_S = 2.0
-_INLINE = ValueKind.INLINE
+_INLINE, _KEPT = ValueKind.INLINE, ValueKind.KEPT
 # How long a synchronous get looks for its answer before it sleeps (see _wait_objects).
 _SPIN_S = 100e-6
 # While we wait for another owner's object, how often we ask the head if that owner lives.
@@ -847,7 +847,7 @@ class Client:
                     task.args_kept = None  # let go before its result got here
 
     def _complete(self, task: _Task, rec: ResultRecord, timed: bool = True) -> None:
-        if rec.values and rec.values[-1].kind == ValueKind.KEPT:
+        if rec.values and rec.values[-1].kind == _KEPT:
             self._note_kept(rec.values[-1])  # before the task's pins go (_finish_task)
             rec = ResultRecord(rec.task_id, rec.values[:-1], rec.exec_ns)
         if task.cancelled:  # its objects failed already: let go of what the result holds
@@ -1046,7 +1046,7 @@ class Client:
             lost.error = ObjectLostError(
                 f"{ref!r} belongs to an earlier iris.init() of this process, which was shut "
                 f"down; its value is gone" if ref.owner in _retired_owners else
-                _owner_gone_text(ref))
+                _owner_gone_text(ref.owner, ref.oid))
             return lost
         with self.ref_lock:
             obj = self.borrowed.get(key)
@@ -1068,12 +1068,17 @@ class Client:
             self.loop.remove_reader(sock)
             sock.close(0)
         with self.ref_lock:
-            waiting = [(oid, obj) for (o, oid), obj in self.borrowed.items()
+            waiting = [oid for (o, oid), obj in self.borrowed.items()
                        if o == owner and obj.state == _PENDING]
-        for oid, obj in waiting:
-            self._settle(obj, None, ObjectLostError(_owner_gone_text(ObjectRef(
-                oid, owner, counted=False))))
+        for oid in waiting:
+            self._lose_borrowed(owner, oid)
         self._dispatch()
+
+    def _lose_borrowed(self, owner: str, oid: int) -> None:
+        """Fail our pending copy of a gone owner's object (lock held)."""
+        obj = self.borrowed.get((owner, oid))
+        if obj is not None and obj.state == _PENDING:
+            self._settle(obj, None, ObjectLostError(_owner_gone_text(owner, oid)))
 
     def _owner_back(self, owner: str) -> None:
         """The head says a client it had given up is back: its new objects are readable
@@ -1125,8 +1130,9 @@ class Client:
         return sock
 
     def _fetch(self, ref: ObjectRef) -> None:
-        if ref.owner in self.dead_owners:
-            self._owner_gone_since(ref)
+        if ref.owner in self.dead_owners:  # (queued before its owner was known gone)
+            self._lose_borrowed(ref.owner, ref.oid)
+            self._dispatch()
             return
         self._send(self._owner_sock(ref.owner),
                    encode_control(MsgType.OBJ_GET, {"oid": ref.oid, "host": self.host,
@@ -1134,13 +1140,6 @@ class Client:
         if not self.owner_checks:
             self.owner_checks = True
             self.loop.call_later(_OWNER_CHECK_S, self._check_owners)
-
-    def _owner_gone_since(self, ref: ObjectRef) -> None:
-        """A fetch queued before its owner was known gone: fail it now."""
-        obj = self.borrowed.get((ref.owner, ref.oid))
-        if obj is not None and obj.state == _PENDING:
-            self._settle(obj, None, ObjectLostError(_owner_gone_text(ref)))
-            self._dispatch()
 
     def _on_owner_reply(self, owner: str, sock: zmq.Socket[Any]) -> None:
         for msgs in self._messages(sock):
@@ -1170,10 +1169,9 @@ class Client:
             # Meant for an owner that had our port before us (it is gone): its objects are
             # not ours to give or to count.
             if m.type == MsgType.OBJ_GET:
-                self._send(self.owner_sock, [peer, *encode_results([ResultRecord(oid, [
-                    error_value(ObjectLostError(f"{ObjectRef(oid, str(owner), counted=False)!r}"
-                                                f" is lost: its owner is gone"))])],
-                    MsgType.OBJ_VALUE)])
+                lost = error_value(ObjectLostError(_owner_gone_text(str(owner), oid)))
+                self._send(self.owner_sock, [peer, *encode_results(
+                    [ResultRecord(oid, [lost])], MsgType.OBJ_VALUE)])
             return
         if m.type == MsgType.OBJ_GET:
             self._serve_object(peer, oid, str(body.get("host", "")))
@@ -1488,8 +1486,11 @@ class Client:
             # meanwhile (iris.cancel reaches a waiting task here, at a safe point).
             step = _CANCEL_LOOK_S if blocked else None
             while True:
-                until = deadline if step is None else time.monotonic() + step if \
-                    deadline is None else min(deadline, time.monotonic() + step)
+                until = deadline
+                if step is not None:
+                    until = time.monotonic() + step
+                    if deadline is not None:
+                        until = min(until, deadline)
                 if self.loop.run(until=done, deadline=until, spin_s=spin_s):
                     return True
                 if self.closed or self.loop.stopped:
@@ -1764,8 +1765,9 @@ def _no_op() -> None:
     pass
 
 
-def _owner_gone_text(ref: ObjectRef) -> str:
-    return (f"{ref!r} is lost: its owner {ref.owner} (the driver or task that made it) is "
+def _owner_gone_text(owner: str, oid: int) -> str:
+    ref = ObjectRef(oid, owner, counted=False)
+    return (f"{ref!r} is lost: its owner {owner} (the driver or task that made it) is "
             f"gone, and an object lives only as long as its owner")
 
 

@@ -104,20 +104,15 @@ def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[memoryview]] | None
     if np is None or not args:
         return None
     layout: Any
-    if len(args) == 1:  # the commonest: one array
-        a = args[0]
-        if type(a) is not np.ndarray or not _plain_array(a) or not a.size:
-            return None  # (an empty array's buffer cannot be cast to bytes)
-        layout = (1, a.dtype, a.shape)
+    if len(args) == 1:  # the commonest: one array, without a list of keys
+        layout = _array_key(args[0], np)
     else:
         if len({id(a) for a in args}) != len(args):
             return None  # one array twice: its stream refers back to one buffer (memo)
-        key: list[Any] = [len(args)]  # (count, (dtype, shape) per array)
-        for a in args:
-            if type(a) is not np.ndarray or not _plain_array(a) or not a.size:
-                return None
-            key.append((a.dtype, a.shape))
-        layout = tuple(key)
+        keys = [_array_key(a, np) for a in args]
+        layout = None if None in keys else (len(args), *keys)
+    if layout is None:
+        return None
     header = _ARRAY_HEADERS.get(layout)
     if header is None:
         made = dumps_plain((args, {}))
@@ -128,6 +123,15 @@ def dumps_arrays(args: tuple[Any, ...]) -> tuple[bytes, list[memoryview]] | None
         _ARRAY_HEADERS[layout] = header
     # The buffers as flat byte views: their size is at hand, and they copy as they are.
     return header, [memoryview(a).cast("B") for a in args]
+
+
+def _array_key(a: Any, np: ModuleType) -> tuple[Any, ...] | None:
+    """What a call's pickle stream depends on for array ``a`` (dtype and shape), or None
+    when it is not a non-empty numeric C-contiguous array (an empty array's buffer cannot
+    be cast to bytes)."""
+    if type(a) is not np.ndarray or not _plain_array(a) or not a.size:
+        return None
+    return (a.dtype, a.shape)
 
 
 def _plain_array(a: Any) -> bool:

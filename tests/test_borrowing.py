@@ -146,7 +146,7 @@ def test_a_request_for_another_owner_is_not_answered_with_our_object(
             "oid": ref.oid, "host": "", "owner": stranger}))
         assert sock.poll(30_000)
         (rec,) = decode_results(decode_frames(sock.recv_multipart())[0])
-        with pytest.raises(iris.ObjectLostError, match="its owner is gone"):
+        with pytest.raises(iris.ObjectLostError, match="is lost: its owner"):
             from_value(rec.values[0])
     finally:
         sock.close(0)

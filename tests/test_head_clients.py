@@ -52,7 +52,7 @@ def _ask(service: HeadService, ident: bytes, body: dict[str, Any]) -> None:
 
 
 def _age(service: HeadService, ident: bytes, seconds: float) -> None:
-    service.clients[ident] = time.monotonic() - seconds
+    service.clients[ident].seen = time.monotonic() - seconds
 
 
 def test_a_silent_client_is_given_up_with_its_attached_actors(head: Any) -> None:

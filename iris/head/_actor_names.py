@@ -20,7 +20,7 @@ Requests (``REQUEST`` control messages with these ``op`` values; the reply a ``R
 Registering a name again with the same ``actor_id`` updates the entry (an actor restarted
 on another worker). A detached actor's ``restart`` (its pickled creation and constructor
 arguments, base64, and the restarts it has left) lets the head make it again once its
-creator is gone (see ``HeadService._restart_actor``). A malformed request gets
+creator is gone (see :mod:`iris.head._restarts`). A malformed request gets
 ``{"error": ...}``.
 """
 

@@ -57,6 +57,19 @@ _MAX_GONE = 10_000
 
 
 @dataclass(slots=True)
+class _Client:
+    """A client as the head knows it."""
+
+    seen: float  # when last heard from
+    address: str  # its objects' owner id
+    worker_id: str  # the worker it lives in ("" for a driver): its death is the client's
+    # Whether its silence ends it: not for a worker's client, nor for the driver of an
+    # embedded cluster (their processes' ends are seen otherwise, and a long call holding
+    # the GIL must not be taken for a death).
+    leased: bool
+
+
+@dataclass(slots=True)
 class _Node:
     node_id: str
     identity: bytes
@@ -79,13 +92,7 @@ class HeadService:
         self.router, self.endpoint = bind_server(zmq.ROUTER, creds, endpoint, max_frame_bytes)
         self.nodes: dict[str, _Node] = {}
         self.workers: dict[str, dict[str, Any]] = {}
-        self.clients: dict[bytes, float] = {}  # identity -> when last heard from
-        # identity -> (owner id, worker id, leased): its objects' owner id, the worker it
-        # lives in ("" for a driver), whose death is its own, and whether its silence
-        # ends it (not for a worker's client, nor for the driver of an embedded cluster:
-        # their processes' ends are seen otherwise, and a long call holding the GIL must
-        # not be taken for a death).
-        self.client_info: dict[bytes, tuple[str, str, bool]] = {}
+        self.clients: dict[bytes, _Client] = {}  # by their identity here
         # Clients given up lately, identity -> owner id (for a client that comes back, and
         # for client.alive): at most _MAX_GONE, the oldest forgotten first.
         self.gone: dict[bytes, str] = {}
@@ -143,7 +150,7 @@ class HeadService:
             if node is not None:
                 node.last_seen = time.monotonic()
             elif ident in self.clients:
-                self.clients[ident] = time.monotonic()
+                self.clients[ident].seen = time.monotonic()
             else:
                 # A node we declared dead (it was cut off, or paused, for longer than its
                 # lease) is back: ask it to register itself and its workers again.
@@ -178,9 +185,8 @@ class HeadService:
         elif role == "client":
             address = str(body.get("address", ""))
             worker_id = str(body.get("worker_id", ""))
-            self.clients[ident] = time.monotonic()
-            self.client_info[ident] = (address, worker_id,
-                                       not worker_id and body.get("lease", True) is not False)
+            self.clients[ident] = _Client(time.monotonic(), address, worker_id,
+                                          not worker_id and body.get("lease") is not False)
             if self.gone.pop(ident, None) is not None:
                 # Given up while it lived (stopped, or cut off, past its timeout): it is
                 # back. What went meanwhile stays gone; its new objects and actors count.
@@ -196,9 +202,10 @@ class HeadService:
     def _client_gone(self, ident: bytes, why: str) -> None:
         """A client left or died: the actors it made that are not detached go too (their
         names here; their instances in the workers, which every node is told of)."""
-        if self.clients.pop(ident, None) is None:
+        client = self.clients.pop(ident, None)
+        if client is None:
             return
-        address, _, _ = self.client_info.pop(ident, ("", "", True))
+        address = client.address
         self.gone[ident] = address
         while len(self.gone) > _MAX_GONE:
             del self.gone[next(iter(self.gone))]
@@ -229,8 +236,8 @@ class HeadService:
         self.workers.pop(wid, None)
 
         def owner_alive(owner: bytes) -> bool:  # (a client living in that worker is not)
-            info = self.client_info.get(owner)
-            return info is not None and not (process_gone and info[1] == wid)
+            client = self.clients.get(owner)
+            return client is not None and not (process_gone and client.worker_id == wid)
 
         try:
             kept = self.restarts.worker_gone(wid, owner_alive, process_gone)
@@ -241,8 +248,8 @@ class HeadService:
         self._broadcast({"kind": "worker_removed", "worker_id": wid, "reason": reason})
         if not process_gone or not wid:
             return
-        for ident, (_, worker_id, _) in list(self.client_info.items()):
-            if worker_id == wid:
+        for ident, client in list(self.clients.items()):
+            if client.worker_id == wid:
                 self._client_gone(ident, f"its worker {wid} is gone")
 
     def _request(self, ident: bytes, body: dict[str, Any], request_id: int) -> None:
@@ -263,7 +270,7 @@ class HeadService:
             # say) is not declared dead on our word.
             address = body.get("address")
             reply = {"alive": address not in self.gone.values() or any(
-                a == address for a, _, _ in self.client_info.values())}
+                c.address == address for c in self.clients.values())}
         elif op == "shutdown":
             reply = {"ok": True}
             self.loop.call_later(0.05, self.loop.stop)
@@ -295,10 +302,9 @@ class HeadService:
                         self._worker_gone(wid, f"node {node.node_id} lost",
                                           process_gone=False)
         self.restarts.check(now)
-        for ident, seen in list(self.clients.items()):
-            if now - seen > self.client_ttl_s and self.client_info.get(
-                    ident, ("", "", True))[2]:
+        for ident, client in list(self.clients.items()):
+            if client.leased and now - client.seen > self.client_ttl_s:
                 log.warning("client %r missed its heartbeats for %.1f s: declaring it gone",
-                            ident, now - seen)
+                            ident, now - client.seen)
                 self._client_gone(ident, "missed its heartbeats")
         self.loop.call_later(self._lease_check_s(), self._check_leases)

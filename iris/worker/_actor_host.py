@@ -54,8 +54,7 @@ def drop_actors_of(owner: str) -> int:
         del _gone_owners[next(iter(_gone_owners))]
     gone = [aid for aid, o in list(_owners.items()) if o == owner]
     for aid in gone:
-        _owners.pop(aid, None)
-        _instances.pop(aid, None)
+        drop_actor(aid)
     return len(gone)
 
 
@@ -88,15 +87,12 @@ class CreateActor:
         attached = bool(self.owner) and not self.detached
         if attached:
             _owners[self.actor_id] = self.owner  # first: a drop from now on finds it
-        if attached and self.owner in _gone_owners:
-            _owners.pop(self.actor_id, None)
-            raise ActorDiedError(f"actor {self.actor_id} was not created: the client that "
-                                 f"made it is gone")
         _connect_client()
         hosted = _instances[self.actor_id] = _Hosted()
         _failed.pop(self.actor_id, None)
         try:
-            if attached and self.actor_id not in _owners:  # its client went meanwhile
+            # Its client is gone (said before this creation ran, or while it ran so far).
+            if attached and (self.owner in _gone_owners or self.actor_id not in _owners):
                 raise ActorDiedError(f"actor {self.actor_id} was not created: the client "
                                      f"that made it is gone")
             hosted.instance = self.cls(*args, **kwargs)
@@ -159,8 +155,7 @@ class CallActor:
                 raise ActorDiedError(f"the actor could not be created: its constructor "
                                      f"raised {_failed.get(self.actor_id, 'an error')}")
             if self.method == KILL:
-                _instances.pop(self.actor_id, None)
-                _owners.pop(self.actor_id, None)
+                drop_actor(self.actor_id)
                 return None
             return getattr(hosted.instance, self.method)(*args, **kwargs)
         finally:

@@ -426,14 +426,11 @@ class WorkerProcess:
         self.cancelled[(peer, task_id)] = None  # looked at as the task starts
         while len(self.cancelled) > _MAX_CANCELLED:  # (tasks done already, the oldest)
             del self.cancelled[next(iter(self.cancelled))]
-        ident = next((i for i, t in list(self.running.items())
-                      if t is not None and t[0] == peer and t[1] == task_id), None)
-        if ident is None:
-            return
-        task = self.running.get(ident)
-        if task is None or task[0] != peer or task[1] != task_id or isinstance(
-                self.funcs.get(task[2]), (CallActor, CreateActor)):
-            return  # (that thread moved on meanwhile: the task is over)
+        ident, task = next(((i, t) for i, t in list(self.running.items())
+                            if t is not None and t[0] == peer and t[1] == task_id),
+                           (0, None))
+        if task is None or isinstance(self.funcs.get(task[2]), (CallActor, CreateActor)):
+            return  # not running (queued, or over)
         if force:
             log.warning("task %d cancelled with force: this worker exits", task_id)
             self._flush()
